@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: makes sure the PostgreSQL server the
+# tests use is installed and running, then runs every test (unit and
+# integration: SQLite, PostgreSQL, the in-process SMTP server, ../shared sets
+# when present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+
+if ! pg_ready; then
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "test.sh: installing PostgreSQL" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+  fi
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 50); do pg_ready && break; sleep 0.2; done
+  pg_ready || { echo "test.sh: PostgreSQL did not start on 127.0.0.1:5432" >&2; exit 1; }
+fi
+# Trust auth on loopback is the machine's default; a fresh install needs it.
+if ! psql -h 127.0.0.1 -U postgres -d postgres -c 'SELECT 1' >/dev/null 2>&1; then
+  hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n 1)
+  sed -i 's/^\(host\s\+all\s\+all\s\+127.0.0.1\/32\s\+\).*/\1trust/' "$hba"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main reload
+fi
+
+export DISPUTE_DESK_TEST_PG="${DISPUTE_DESK_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
+cargo test --locked -- --test-threads=2

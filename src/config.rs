@@ -1,0 +1,120 @@
+//! config: settings in one place: defaults, then a TOML file, then
+//! environment variables (`DISPUTE_DESK_*`). Secrets are never printed.
+
+use crate::flow::pipeline::Company;
+use crate::mail::smtp::{SmtpConfig, TlsMode};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid configuration {path}: {reason}")]
+    Invalid { path: String, reason: String },
+    #[error("invalid environment variable {name}: {reason}")]
+    Env { name: String, reason: String },
+}
+
+/// Every setting. See README "Configuration".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite database lives by default.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` (default: DATA_DIR/dispute-desk.db) or `postgres://…`.
+    pub database_url: Option<String>,
+    /// Folder of policy TOML files; missing files fall back to the defaults.
+    pub policies_dir: Option<PathBuf>,
+    /// Folder of prompt templates; missing files fall back to the defaults.
+    pub prompts_dir: Option<PathBuf>,
+    pub company: Company,
+    pub smtp: SmtpConfig,
+    /// Send attempts for transient SMTP errors before a row is `failed`.
+    pub send_max_attempts: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            policies_dir: Path::new("policies").is_dir().then(|| PathBuf::from("policies")),
+            prompts_dir: Path::new("prompts").is_dir().then(|| PathBuf::from("prompts")),
+            company: Company::default(),
+            smtp: SmtpConfig::default(),
+            send_max_attempts: 5,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (or `dispute-desk.toml` if present), then env.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("DISPUTE_DESK_")).collect();
+        let file = file.map(Path::to_path_buf).or_else(|| env.iter().find(|(k, _)| k == "DISPUTE_DESK_CONFIG").map(|(_, v)| PathBuf::from(v)));
+        let file = file.or_else(|| Path::new("dispute-desk.toml").exists().then(|| PathBuf::from("dispute-desk.toml")));
+        let mut cfg = match &file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: p.display().to_string(), reason: e.to_string() })?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(&env)?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, env: &[(String, String)]) -> Result<(), ConfigError> {
+        for (k, v) in env {
+            let bad = |reason: &str| ConfigError::Env { name: k.clone(), reason: reason.to_string() };
+            match k.as_str() {
+                "DISPUTE_DESK_DATA_DIR" => self.data_dir = PathBuf::from(v),
+                "DISPUTE_DESK_DATABASE_URL" => self.database_url = Some(v.clone()),
+                "DISPUTE_DESK_POLICIES_DIR" => self.policies_dir = Some(PathBuf::from(v)),
+                "DISPUTE_DESK_PROMPTS_DIR" => self.prompts_dir = Some(PathBuf::from(v)),
+                "DISPUTE_DESK_COMPANY_NAME" => self.company.name = v.clone(),
+                "DISPUTE_DESK_FROM" => self.company.from_address = v.clone(),
+                "DISPUTE_DESK_SIGNER" => self.company.signer = v.clone(),
+                "DISPUTE_DESK_SMTP_HOST" => self.smtp.host = v.clone(),
+                "DISPUTE_DESK_SMTP_PORT" => self.smtp.port = v.parse().map_err(|_| bad("expected a port number"))?,
+                "DISPUTE_DESK_SMTP_TLS" => {
+                    self.smtp.tls = match v.as_str() {
+                        "none" => TlsMode::None,
+                        "starttls" => TlsMode::Starttls,
+                        "tls" => TlsMode::Tls,
+                        _ => return Err(bad("expected none, starttls or tls")),
+                    }
+                }
+                "DISPUTE_DESK_SMTP_USERNAME" => self.smtp.username = Some(v.clone()),
+                "DISPUTE_DESK_SMTP_PASSWORD" => self.smtp.password = Some(v.clone()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("dispute-desk.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("c.toml");
+        std::fs::write(&f, "data_dir = \"/srv/dd\"\n[company]\nname = \"ACME\"\nfrom_address = \"compta@acme.fr\"\nsigner = \"Compta\"\n[smtp]\nhost = \"mail\"\nport = 587\ntls = \"starttls\"\n").unwrap();
+        let mut c: Config = toml::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        assert_eq!(c.database_url(), "sqlite:///srv/dd/dispute-desk.db");
+        c.apply_env(&[("DISPUTE_DESK_SMTP_PORT".into(), "2525".into()), ("DISPUTE_DESK_SMTP_PASSWORD".into(), "s3cret".into())]).unwrap();
+        assert_eq!(c.smtp.port, 2525);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(c.apply_env(&[("DISPUTE_DESK_SMTP_PORT".into(), "x".into())]).is_err());
+        std::fs::write(&f, "bogus_key = 1\n").unwrap();
+        assert!(matches!(Config::load(Some(&f)), Err(ConfigError::Invalid { .. })));
+    }
+}

@@ -1,0 +1,1270 @@
+//! link: finds the invoices and the client a message is about, in the order of
+//! trust of DESIGN.md (invoice numbers, thread, PO/project, contact, domain).
+//! Pure: it reads a [`Directory`] snapshot and prefetched thread hits.
+//!
+//! Invoice numbers are matched on a normalised token stream learned from the
+//! ledger, never on a hard-coded format: a number is cut into letter runs and
+//! digit runs (separators dropped, letters lowercased without accents, digits
+//! compared without leading zeros), so `FA 2026 123`, `fa/2026/00123` and
+//! `FA-2026-00123` share the key `fa|2026|123`. Message text is cut the same
+//! way and windows of it are looked up. Numbers without letters are weak
+//! evidence and need an invoice keyword before them (or an attachment name).
+
+use crate::domain::{EmailAddress, InvoiceNumber, Money};
+use crate::flow::parse::Message;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A client as the link stage sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientRef {
+    pub id: String,
+    pub name: String,
+    /// Lowercased domains whose senders belong to this client.
+    pub domains: Vec<String>,
+}
+
+/// An invoice as the link stage sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvoiceRef {
+    pub number: InvoiceNumber,
+    pub client_id: String,
+    pub po_number: Option<String>,
+    pub project: Option<String>,
+    pub amount: Money,
+}
+
+/// A stored message that the new one answers (found by In-Reply-To/References).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadHit {
+    pub message_id: String,
+    pub client_id: Option<String>,
+    pub invoices: Vec<InvoiceNumber>,
+}
+
+/// How a message was linked, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkMethod {
+    InvoiceNumber,
+    Thread,
+    PoNumber,
+    Project,
+    Contact,
+    Domain,
+    None,
+}
+
+impl LinkMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkMethod::InvoiceNumber => "invoice_number",
+            LinkMethod::Thread => "thread",
+            LinkMethod::PoNumber => "po_number",
+            LinkMethod::Project => "project",
+            LinkMethod::Contact => "contact",
+            LinkMethod::Domain => "domain",
+            LinkMethod::None => "none",
+        }
+    }
+}
+
+/// The result of linking: what, how, and how sure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub client_id: Option<String>,
+    pub invoices: Vec<InvoiceNumber>,
+    pub method: LinkMethod,
+    /// 0.0 to 1.0.
+    pub confidence: f32,
+    /// Why, in short lowercase phrases (e.g. "number fa-2026-00123 in subject").
+    pub notes: Vec<String>,
+}
+
+/// Snapshot of the ledger and contacts, indexed for linking.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    pub clients: Vec<ClientRef>,
+    pub invoices: Vec<InvoiceRef>,
+    /// Known contacts: address to client id.
+    pub contacts: HashMap<EmailAddress, String>,
+    index: Index,
+}
+
+impl Directory {
+    pub fn new(clients: Vec<ClientRef>, invoices: Vec<InvoiceRef>, contacts: HashMap<EmailAddress, String>) -> Self {
+        let index = Index::build(&clients, &invoices);
+        Directory { clients, invoices, contacts, index }
+    }
+
+    /// The index, rebuilt on the fly if the public fields were changed after `new`.
+    fn index(&self) -> Cow<'_, Index> {
+        if self.index.built_for == (self.clients.len(), self.invoices.len()) {
+            Cow::Borrowed(&self.index)
+        } else {
+            Cow::Owned(Index::build(&self.clients, &self.invoices))
+        }
+    }
+}
+
+/// The normalised key of a reference: letter and digit runs joined by `|`,
+/// letters lowercased without accents, digits without leading zeros
+/// (`FA-2026-00123` and `fa 2026 123` both give `fa|2026|123`).
+pub fn normalise_number(s: &str) -> String {
+    key_of(s)
+        .iter()
+        .map(|t| match t {
+            Tok::A(s) | Tok::D(s) => s.as_str(),
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+// ---------------------------------------------------------------- tokens
+
+/// One run of letters or digits, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Tok {
+    A(String),
+    D(String),
+}
+
+#[derive(Debug, Clone)]
+struct TextTok {
+    norm: Tok,
+    /// Lowercased letters, or the digits as written (leading zeros kept).
+    raw: String,
+    /// Separator characters between the previous token and this one.
+    sep: String,
+}
+
+impl TextTok {
+    fn is_digit(&self) -> bool {
+        matches!(self.norm, Tok::D(_))
+    }
+    fn word(&self) -> Option<&str> {
+        match &self.norm {
+            Tok::A(w) => Some(w),
+            Tok::D(_) => None,
+        }
+    }
+}
+
+struct Tokens {
+    toks: Vec<TextTok>,
+    tail: String,
+}
+
+impl Tokens {
+    fn sep_after(&self, j: usize) -> &str {
+        self.toks.get(j).map(|t| t.sep.as_str()).unwrap_or(&self.tail)
+    }
+}
+
+fn is_letter(c: char) -> bool {
+    c.is_alphabetic() && c != 'º' && c != 'ª'
+}
+
+fn fold(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ä' | 'ã' | 'å' => 'a',
+        'ç' => 'c',
+        'è' | 'é' | 'ê' | 'ë' => 'e',
+        'ì' | 'í' | 'î' | 'ï' => 'i',
+        'ñ' => 'n',
+        'ò' | 'ó' | 'ô' | 'ö' | 'õ' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' => 'u',
+        'ý' | 'ÿ' => 'y',
+        _ => c,
+    }
+}
+
+fn strip_zeros(d: &str) -> String {
+    let t = d.trim_start_matches('0');
+    if t.is_empty() { "0".to_string() } else { t.to_string() }
+}
+
+fn tokenize(text: &str) -> Tokens {
+    let mut toks = Vec::new();
+    let mut sep = String::new();
+    let mut it = text.chars().peekable();
+    while let Some(&c) = it.peek() {
+        if is_letter(c) {
+            let mut raw = String::new();
+            while let Some(&c) = it.peek() {
+                if !is_letter(c) {
+                    break;
+                }
+                raw.extend(c.to_lowercase().map(fold));
+                it.next();
+            }
+            toks.push(TextTok { norm: Tok::A(raw.clone()), raw, sep: std::mem::take(&mut sep) });
+        } else if c.is_ascii_digit() {
+            let mut raw = String::new();
+            while let Some(&c) = it.peek() {
+                if !c.is_ascii_digit() {
+                    break;
+                }
+                raw.push(c);
+                it.next();
+            }
+            toks.push(TextTok { norm: Tok::D(strip_zeros(&raw)), raw, sep: std::mem::take(&mut sep) });
+        } else {
+            // Long runs of separators (rules, tables) only matter by their newlines.
+            if sep.len() < 64 || c == '\n' {
+                sep.push(c);
+            }
+            it.next();
+        }
+    }
+    Tokens { toks, tail: sep }
+}
+
+fn key_of(s: &str) -> Vec<Tok> {
+    tokenize(s).toks.into_iter().map(|t| t.norm).collect()
+}
+
+/// Same key with each run of consecutive digit groups written as one
+/// (`FA-2026-00123` also answers to `FA202600123`).
+fn glued_key_of(s: &str) -> Option<Vec<Tok>> {
+    let toks = tokenize(s).toks;
+    let mut out: Vec<Tok> = Vec::new();
+    let mut run = String::new();
+    let mut glued = false;
+    let mut in_run = 0;
+    for t in toks {
+        if t.is_digit() {
+            run.push_str(&t.raw);
+            in_run += 1;
+        } else {
+            if in_run > 0 {
+                glued |= in_run > 1;
+                out.push(Tok::D(strip_zeros(&run)));
+                run.clear();
+                in_run = 0;
+            }
+            out.push(t.norm);
+        }
+    }
+    if in_run > 0 {
+        glued |= in_run > 1;
+        out.push(Tok::D(strip_zeros(&run)));
+    }
+    glued.then_some(out)
+}
+
+fn digit_count(toks: &[TextTok]) -> usize {
+    toks.iter().filter(|t| t.is_digit()).map(|t| t.raw.len()).sum()
+}
+
+// ---------------------------------------------------------------- words
+
+/// Words that announce an invoice number.
+const INVOICE_WORDS: &[&str] = &[
+    "facture", "factures", "fact", "fac", "fct", "invoice", "invoices", "inv", "bill", "rechnung", "rechnungen",
+    "rechnungsnummer", "factura", "facturas", "fattura", "fatture", "factuur", "facturen",
+];
+/// Markers that announce some number (accepted on their own, unless a word
+/// for another kind of reference stands before them).
+const GENERIC_WORDS: &[&str] = &[
+    "n", "no", "nr", "nro", "num", "numero", "numeros", "number", "numbers", "nos", "ref", "refs", "reference",
+    "references", "id",
+];
+/// Words skipped when looking back from a number to its keyword.
+const FILLER_WORDS: &[&str] = &[
+    "et", "and", "ou", "or", "puis", "plus", "concernee", "concernees", "suivante", "suivantes", "following", "below",
+    "ci", "dessous", "mentionnee", "mentionnees", "listed", "jointe", "jointes", "attached",
+];
+/// Words for references that are not invoices.
+const PO_WORDS: &[&str] = &["commande", "commandes", "cde", "cdes", "cmd", "po", "bc", "order", "orders", "purchase", "achat", "bestellung", "pedido", "ordine"];
+const PROJECT_WORDS: &[&str] = &["projet", "project", "chantier", "affaire", "operation", "programme", "site", "job"];
+const OTHER_WORDS: &[&str] = &[
+    "bl", "bon", "livraison", "delivery", "dn", "devis", "quote", "quotation", "offre", "offer", "contrat", "contract",
+    "client", "customer", "compte", "account", "siret", "siren", "tva", "vat", "iban", "bic", "rib", "swift", "tel",
+    "telephone", "phone", "fax", "mobile", "portable", "gsm", "dossier", "ticket", "colis", "tracking", "suivi", "lot",
+    "serie", "serial", "article", "art", "avoir", "credit", "virement", "transfer", "transaction", "cheque", "check",
+    "rcs", "ape", "naf", "capital", "code", "cp", "bp", "cedex", "rue", "avenue", "case", "incident", "intervention",
+    "rapport", "report", "bi", "ot",
+];
+/// Attachment names from cameras and screens carry counters, not references.
+const CAMERA_WORDS: &[&str] = &["img", "dsc", "dscn", "dscf", "pxl", "photo", "image", "screenshot", "capture", "whatsapp"];
+const CURRENCY_WORDS: &[&str] = &["eur", "euro", "euros", "usd", "gbp", "chf", "ht", "ttc", "dollars", "pounds", "k"];
+const UNIT_WORDS: &[&str] = &[
+    "pieces", "piece", "pcs", "pc", "unites", "units", "unit", "jours", "jour", "days", "day", "mois", "months", "ans",
+    "years", "heures", "hours", "h", "min", "kg", "t", "m", "km", "l", "x", "semaines", "weeks", "ieme", "eme", "e",
+    "er", "st", "nd", "rd", "th",
+];
+const MONTH_WORDS: &[&str] = &[
+    "janvier", "janv", "fevrier", "fevr", "fev", "mars", "avril", "avr", "mai", "juin", "juillet", "juil", "aout",
+    "septembre", "sept", "octobre", "novembre", "decembre", "january", "jan", "february", "feb", "march", "mar",
+    "april", "apr", "may", "june", "jun", "july", "jul", "august", "aug", "september", "sep", "october", "oct",
+    "november", "nov", "december", "dec",
+];
+const FREE_MAIL: &[&str] = &[
+    "gmail.com", "googlemail.com", "outlook.com", "outlook.fr", "hotmail.com", "hotmail.fr", "hotmail.co.uk", "live.com",
+    "live.fr", "msn.com", "yahoo.com", "yahoo.fr", "yahoo.co.uk", "ymail.com", "aol.com", "icloud.com", "me.com",
+    "mac.com", "orange.fr", "wanadoo.fr", "free.fr", "sfr.fr", "neuf.fr", "laposte.net", "bbox.fr", "numericable.fr",
+    "club-internet.fr", "aliceadsl.fr", "gmx.com", "gmx.fr", "gmx.de", "gmx.net", "web.de", "t-online.de",
+    "protonmail.com", "proton.me", "pm.me", "mail.com", "zoho.com", "yandex.com", "yandex.ru", "tutanota.com",
+    "hey.com", "libero.it", "btinternet.com", "sky.com",
+];
+
+fn is_in(list: &[&str], w: &str) -> bool {
+    list.contains(&w)
+}
+
+// ---------------------------------------------------------------- index
+
+#[derive(Debug, Clone, Default)]
+struct KeyIndex {
+    map: HashMap<Vec<Tok>, Vec<usize>>,
+    /// Window lengths to try, longest first.
+    lens: Vec<usize>,
+}
+
+impl KeyIndex {
+    fn insert(&mut self, key: Vec<Tok>, id: usize) {
+        if key.is_empty() || !key.iter().any(|t| matches!(t, Tok::D(_))) {
+            return;
+        }
+        let ids = self.map.entry(key).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    fn finish(&mut self) {
+        let lens: BTreeSet<usize> = self.map.keys().map(Vec::len).collect();
+        self.lens = lens.into_iter().rev().collect();
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Index {
+    built_for: (usize, usize),
+    /// Whole invoice numbers (and their glued forms) to invoice positions.
+    full: KeyIndex,
+    /// Invoice numbers without their leading letters (`2026-00123`).
+    partial: KeyIndex,
+    /// (client id, last digit group) to invoice positions, for `facture 934`.
+    last: HashMap<(String, String), Vec<usize>>,
+    po: KeyIndex,
+    project: KeyIndex,
+    /// Lowercased domain to client ids.
+    domains: HashMap<String, Vec<String>>,
+}
+
+impl Index {
+    fn build(clients: &[ClientRef], invoices: &[InvoiceRef]) -> Index {
+        let mut ix = Index { built_for: (clients.len(), invoices.len()), ..Default::default() };
+        for (i, inv) in invoices.iter().enumerate() {
+            let key = key_of(inv.number.as_str());
+            if let Some(g) = glued_key_of(inv.number.as_str()) {
+                ix.full.insert(g, i);
+            }
+            let lead = key.iter().take_while(|t| matches!(t, Tok::A(_))).count();
+            if lead > 0 && lead < key.len() {
+                ix.partial.insert(key[lead..].to_vec(), i);
+            }
+            if key.len() >= 2 {
+                if let Some(Tok::D(d)) = key.last() {
+                    ix.last.entry((inv.client_id.clone(), d.clone())).or_default().push(i);
+                }
+            }
+            ix.full.insert(key, i);
+            for (field, target) in [(&inv.po_number, &mut ix.po), (&inv.project, &mut ix.project)] {
+                if let Some(r) = field.as_deref().filter(|r| !r.trim().is_empty()) {
+                    target.insert(key_of(r), i);
+                }
+            }
+        }
+        for k in [&mut ix.full, &mut ix.partial, &mut ix.po, &mut ix.project] {
+            k.finish();
+        }
+        for c in clients {
+            for d in &c.domains {
+                let d = d.trim().trim_start_matches('@').to_lowercase();
+                if d.is_empty() {
+                    continue;
+                }
+                let ids = ix.domains.entry(d).or_default();
+                if !ids.contains(&c.id) {
+                    ids.push(c.id.clone());
+                }
+            }
+        }
+        ix
+    }
+}
+
+// ---------------------------------------------------------------- matching
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Tier {
+    /// The whole number.
+    Full,
+    /// The number without its leading letters.
+    Partial,
+    /// Only its last digit group, within the sender's client.
+    Short,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Src {
+    Subject,
+    Body,
+    Attachment,
+    Quoted,
+}
+
+impl Src {
+    fn as_str(self) -> &'static str {
+        match self {
+            Src::Subject => "subject",
+            Src::Body => "new text",
+            Src::Attachment => "attachment name",
+            Src::Quoted => "quoted text",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefKind {
+    Invoice,
+    Po,
+    Project,
+}
+
+#[derive(Debug, Clone)]
+struct Cand {
+    start: usize,
+    end: usize,
+    tier: Tier,
+    ids: Vec<usize>,
+    /// Weak evidence: needs a keyword before it.
+    numeric: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Accept,
+    Generic,
+    Reject,
+    Nothing,
+}
+
+/// Separators allowed inside one written reference (`FA 2026 123`, `FA - 2026/123`).
+fn internal_ok(sep: &str) -> bool {
+    sep.chars().count() <= 3 && sep.chars().all(|c| matches!(c, ' ' | '\u{a0}' | '\u{202f}' | '-' | '–' | '/' | '.' | '_' | '\\'))
+}
+
+/// A separator that glues two runs into one longer token (`12/03`, `1,50`, `10:30`).
+fn is_tight(sep: &str) -> bool {
+    let mut cs = sep.chars();
+    match (cs.next(), cs.next()) {
+        (None, _) => true,
+        (Some(c), None) => matches!(c, '-' | '–' | '/' | '.' | '_' | ',' | ':' | '\\'),
+        _ => false,
+    }
+}
+
+/// One space: how digits are grouped in amounts, phones and IBANs.
+fn is_space1(sep: &str) -> bool {
+    let mut cs = sep.chars();
+    matches!((cs.next(), cs.next()), (Some(' ' | '\u{a0}' | '\u{202f}'), None))
+}
+
+/// A window is weak when it has no letters, is short, or has only a one-letter
+/// prefix written apart from its digits (`a 123` is a French verb and a count).
+fn window_is_numeric(t: &Tokens, i: usize, j: usize) -> bool {
+    let w = &t.toks[i..j];
+    let letters: usize = w.iter().filter_map(|t| t.word()).map(|s| s.chars().count()).sum();
+    if digit_count(w) + letters < 5 {
+        return true;
+    }
+    let strong_letters = w.iter().enumerate().any(|(k, tok)| match tok.word() {
+        Some(word) if word.chars().count() >= 2 => true,
+        Some(_) => w.get(k + 1).map(|n| n.sep.is_empty() || is_tight(&n.sep)).unwrap_or(false),
+        None => false,
+    });
+    !strong_letters
+}
+
+fn window_key(t: &Tokens, i: usize, j: usize) -> Vec<Tok> {
+    t.toks[i..j].iter().map(|x| x.norm.clone()).collect()
+}
+
+fn window_ok(t: &Tokens, i: usize, j: usize) -> bool {
+    (i + 1..j).all(|k| internal_ok(&t.toks[k].sep))
+}
+
+/// False when the window is only part of a longer token: a date, an amount,
+/// a phone number, an IBAN, another prefix or suffix.
+fn boundary_ok(t: &Tokens, c: &Cand, covered: &[bool]) -> bool {
+    let toks = &t.toks;
+    let (i, j) = (c.start, c.end);
+    let starts_digit = toks[i].is_digit();
+    let ends_digit = toks[j - 1].is_digit();
+    let before = toks[i].sep.as_str();
+    if i > 0 {
+        let p = &toks[i - 1];
+        match p.word() {
+            // Letters open a reference clearly, even glued to a digit (table cells).
+            None if !c.numeric && !starts_digit => {}
+            None => {
+                if is_tight(before) || (c.numeric && is_space1(before) && !covered[i - 1]) {
+                    return false;
+                }
+            }
+            Some(w) => {
+                if starts_digit && is_tight(before) && !is_in(INVOICE_WORDS, w) && !is_in(GENERIC_WORDS, w) {
+                    return false;
+                }
+            }
+        }
+    }
+    // `€ 104587`, `+33 104587`: an amount or a phone number.
+    if c.numeric && before.trim_end().ends_with(['€', '$', '£', '+']) {
+        return false;
+    }
+    let after = t.sep_after(j);
+    if let Some(n) = toks.get(j) {
+        match n.word() {
+            None => {
+                if !ends_digit || is_tight(after) || (c.numeric && is_space1(after) && !covered[j]) {
+                    return false;
+                }
+            }
+            Some(w) => {
+                if ends_digit && after.is_empty() {
+                    return false;
+                }
+                if c.numeric && ends_digit && after.trim().is_empty() {
+                    if is_in(CURRENCY_WORDS, w) {
+                        return false;
+                    }
+                    let short = toks[j - 1].raw.len() <= 4;
+                    if short && (is_in(UNIT_WORDS, w) || is_in(MONTH_WORDS, w)) {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+    if c.numeric && after.trim_start().starts_with(['€', '$', '£', '%']) {
+        return false;
+    }
+    true
+}
+
+/// Looks back from a number for the word that says what it is.
+fn walk_back(t: &Tokens, start: usize, covered: &[bool], accept: &[&str], reject: &[&[&str]]) -> Verdict {
+    let mut generic = false;
+    let mut k = start;
+    for _ in 0..12 {
+        let sep = &t.toks[k].sep;
+        if sep.contains(['#', '°', 'º']) {
+            generic = true;
+        }
+        if k == 0 || sep.matches('\n').count() >= 2 {
+            break;
+        }
+        k -= 1;
+        match t.toks[k].word() {
+            None if covered[k] => continue,
+            None => break,
+            Some(w) => {
+                if is_in(accept, w) {
+                    return Verdict::Accept;
+                }
+                if reject.iter().any(|l| is_in(l, w)) {
+                    return Verdict::Reject;
+                }
+                if is_in(GENERIC_WORDS, w) {
+                    generic = true;
+                    continue;
+                }
+                if is_in(FILLER_WORDS, w) || covered[k] {
+                    continue;
+                }
+                break;
+            }
+        }
+    }
+    if generic { Verdict::Generic } else { Verdict::Nothing }
+}
+
+fn context_ok(t: &Tokens, c: &Cand, covered: &[bool], src: Src, kind: RefKind) -> bool {
+    if !c.numeric {
+        return true;
+    }
+    let (accept, reject): (&[&str], Vec<&[&str]>) = match kind {
+        RefKind::Invoice => (INVOICE_WORDS, vec![OTHER_WORDS, PO_WORDS, PROJECT_WORDS]),
+        RefKind::Po => (PO_WORDS, vec![OTHER_WORDS, INVOICE_WORDS, PROJECT_WORDS]),
+        RefKind::Project => (PROJECT_WORDS, vec![OTHER_WORDS, INVOICE_WORDS, PO_WORDS]),
+    };
+    let mut reject = reject;
+    if src == Src::Attachment {
+        reject.push(CAMERA_WORDS);
+    }
+    let v = walk_back(t, c.start, covered, accept, &reject);
+    match (src, c.tier) {
+        (Src::Attachment, Tier::Full) => v != Verdict::Reject,
+        (_, Tier::Short) => v == Verdict::Accept,
+        _ => matches!(v, Verdict::Accept | Verdict::Generic),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Found {
+    /// Invoice positions in the directory.
+    ids: Vec<usize>,
+    tier: Tier,
+    src: Src,
+}
+
+/// Finds the references of one kind in one text.
+fn scan(text: &str, src: Src, kind: RefKind, dir: &Directory, ix: &Index, sender: Option<&str>, notes: &mut Vec<String>) -> Vec<Found> {
+    let t = tokenize(text);
+    let n = t.toks.len();
+    let keys = match kind {
+        RefKind::Invoice => &ix.full,
+        RefKind::Po => &ix.po,
+        RefKind::Project => &ix.project,
+    };
+    let min_digits = if kind == RefKind::Invoice { 3 } else { 4 };
+    let mut cands = Vec::new();
+    for i in 0..n {
+        for &len in &keys.lens {
+            let j = i + len;
+            if j > n || !window_ok(&t, i, j) {
+                continue;
+            }
+            if let Some(ids) = keys.map.get(&window_key(&t, i, j)) {
+                let numeric = window_is_numeric(&t, i, j);
+                if numeric && digit_count(&t.toks[i..j]) < min_digits {
+                    continue;
+                }
+                cands.push(Cand { start: i, end: j, tier: Tier::Full, ids: ids.clone(), numeric });
+            }
+        }
+        if kind != RefKind::Invoice {
+            continue;
+        }
+        for &len in &ix.partial.lens {
+            let j = i + len;
+            if j > n || !window_ok(&t, i, j) || !t.toks[i..j].iter().all(TextTok::is_digit) || digit_count(&t.toks[i..j]) < 3 {
+                continue;
+            }
+            if let Some(ids) = ix.partial.map.get(&window_key(&t, i, j)) {
+                cands.push(Cand { start: i, end: j, tier: Tier::Partial, ids: ids.clone(), numeric: true });
+            }
+        }
+        if let (Some(sc), Tok::D(d)) = (sender, &t.toks[i].norm) {
+            if t.toks[i].raw.len() >= 2 {
+                if let Some(ids) = ix.last.get(&(sc.to_string(), d.clone())) {
+                    cands.push(Cand { start: i, end: i + 1, tier: Tier::Short, ids: ids.clone(), numeric: true });
+                }
+            }
+        }
+    }
+    let mut covered = vec![false; n];
+    for c in &cands {
+        covered[c.start..c.end].iter_mut().for_each(|x| *x = true);
+    }
+    let mut valid: Vec<&Cand> = cands.iter().filter(|c| boundary_ok(&t, c, &covered) && context_ok(&t, c, &covered, src, kind)).collect();
+    valid.sort_by_key(|c| (c.tier, std::cmp::Reverse(c.end - c.start), c.start));
+    let mut taken = vec![false; n];
+    let mut out = Vec::new();
+    for c in valid {
+        if taken[c.start..c.end].iter().any(|x| *x) {
+            continue;
+        }
+        taken[c.start..c.end].iter_mut().for_each(|x| *x = true);
+        let mut ids = c.ids.clone();
+        if kind == RefKind::Invoice {
+            if ids.len() > 1 {
+                if let Some(sc) = sender {
+                    if ids.iter().any(|&i| dir.invoices[i].client_id == sc) {
+                        ids.retain(|&i| dir.invoices[i].client_id == sc);
+                    }
+                }
+            }
+            let own = |ids: &[usize]| sender.map(|sc| ids.iter().all(|&i| dir.invoices[i].client_id == sc)).unwrap_or(false);
+            let ok = match c.tier {
+                Tier::Full => ids.len() == 1,
+                Tier::Partial => ids.len() == 1 && (digit_count(&t.toks[c.start..c.end]) >= 5 || own(&ids)),
+                Tier::Short => ids.len() == 1 && own(&ids),
+            };
+            if !ok {
+                if ids.len() > 1 && c.tier != Tier::Short {
+                    notes.push(format!("reference in {} matches several invoices, not taken", src.as_str()));
+                }
+                continue;
+            }
+        }
+        out.push(Found { ids, tier: c.tier, src });
+    }
+    out
+}
+
+// ---------------------------------------------------------------- sender
+
+fn is_free_mail(domain: &str) -> bool {
+    FREE_MAIL.iter().any(|f| domain == *f || domain.ends_with(&format!(".{f}")))
+}
+
+/// The sender's client: a known contact, else the client owning the domain
+/// (or a parent domain); free-mail domains identify nobody.
+fn sender_client(msg: &Message, dir: &Directory, ix: &Index, notes: &mut Vec<String>) -> Option<(String, LinkMethod)> {
+    let from = msg.from.as_ref()?;
+    if let Some(c) = dir.contacts.get(from) {
+        return Some((c.clone(), LinkMethod::Contact));
+    }
+    let domain = from.domain().trim_end_matches('.').to_lowercase();
+    if is_free_mail(&domain) {
+        notes.push("free-mail sender does not identify a client".into());
+        return None;
+    }
+    let mut d = domain.as_str();
+    loop {
+        if let Some(ids) = ix.domains.get(d) {
+            if ids.len() == 1 {
+                return Some((ids[0].clone(), LinkMethod::Domain));
+            }
+            notes.push(format!("domain {d} is shared by several clients"));
+            return None;
+        }
+        match d.split_once('.') {
+            Some((_, rest)) if rest.contains('.') => d = rest,
+            _ => return None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- link
+
+/// What survived the trust rules: invoice positions and their single client.
+struct Trusted {
+    ids: Vec<usize>,
+    client: String,
+    found: Vec<Found>,
+}
+
+/// Applies the trust rules to found references: with a known sender, only its
+/// own client's invoices count; without one, they must agree on one client.
+fn trust(found: Vec<Found>, dir: &Directory, sender: Option<&str>, what: &str, notes: &mut Vec<String>) -> Option<Trusted> {
+    if found.is_empty() {
+        return None;
+    }
+    let mut kept = Vec::new();
+    let mut dropped = BTreeSet::new();
+    for f in found {
+        match sender {
+            Some(sc) if f.ids.iter().any(|&i| dir.invoices[i].client_id != sc) => {
+                dropped.extend(f.ids.iter().filter(|&&i| dir.invoices[i].client_id != sc).map(|&i| dir.invoices[i].number.as_str().to_lowercase()));
+                let own: Vec<usize> = f.ids.iter().copied().filter(|&i| dir.invoices[i].client_id == sc).collect();
+                if !own.is_empty() {
+                    kept.push(Found { ids: own, ..f });
+                }
+            }
+            _ => kept.push(f),
+        }
+    }
+    for d in &dropped {
+        notes.push(format!("{what} {d} belongs to another client than the sender's, not trusted"));
+    }
+    let clients: BTreeSet<&str> = kept.iter().flat_map(|f| f.ids.iter().map(|&i| dir.invoices[i].client_id.as_str())).collect();
+    if clients.len() > 1 {
+        notes.push(format!("{what}s point at several clients ({}), none taken", clients.into_iter().collect::<Vec<_>>().join(", ")));
+        return None;
+    }
+    let client = clients.into_iter().next()?.to_string();
+    let ids: BTreeSet<usize> = kept.iter().flat_map(|f| f.ids.iter().copied()).collect();
+    Some(Trusted { ids: ids.into_iter().collect(), client, found: kept })
+}
+
+fn numbers_of(ids: &[usize], dir: &Directory) -> Vec<InvoiceNumber> {
+    let set: BTreeSet<&InvoiceNumber> = ids.iter().map(|&i| &dir.invoices[i].number).collect();
+    set.into_iter().cloned().collect()
+}
+
+fn describe(found: &[Found], dir: &Directory, what: &str, notes: &mut Vec<String>) {
+    let mut seen = BTreeMap::new();
+    for f in found {
+        for &i in &f.ids {
+            seen.entry((dir.invoices[i].number.as_str().to_lowercase(), f.src.as_str())).or_insert(f.tier);
+        }
+    }
+    for ((num, src), tier) in seen {
+        let how = if tier == Tier::Short { " (short form)" } else { "" };
+        notes.push(format!("{what} {num}{how} in {src}"));
+    }
+}
+
+/// The one invoice among `ids` whose amount the text mentions, if exactly one.
+fn by_amount(ids: &[usize], dir: &Directory, text: &str) -> Option<usize> {
+    static AMOUNT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = AMOUNT.get_or_init(|| {
+        regex::Regex::new(r"\d{1,3}(?:[ \u{a0}\u{202f}.,]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?").expect("amount pattern")
+    });
+    let amounts: BTreeSet<Money> = re.find_iter(text).filter_map(|m| Money::parse(m.as_str()).ok()).collect();
+    let hits: Vec<usize> = ids.iter().copied().filter(|&i| amounts.contains(&dir.invoices[i].amount)).collect();
+    (hits.len() == 1).then(|| hits[0])
+}
+
+/// True when the sender writes of several invoices (`factures`, `both`).
+fn speaks_of_several(text: &str) -> bool {
+    const PLURAL: &[&str] = &[
+        "factures", "invoices", "rechnungen", "facturas", "fatture", "facturen", "deux", "trois", "toutes", "tous",
+        "both", "all", "two", "three", "ensemble",
+    ];
+    tokenize(text).toks.iter().any(|t| t.word().map(|w| is_in(PLURAL, w)).unwrap_or(false))
+}
+
+/// The thread hits in the order they answer: In-Reply-To first, then the
+/// newest References.
+fn ordered_hits<'a>(msg: &Message, thread: &'a [ThreadHit]) -> Vec<&'a ThreadHit> {
+    let rank = |h: &ThreadHit| {
+        if msg.in_reply_to.iter().any(|id| id == &h.message_id) {
+            0
+        } else if let Some(p) = msg.references.iter().rposition(|id| id == &h.message_id) {
+            1 + msg.references.len() - p
+        } else {
+            usize::MAX
+        }
+    };
+    let mut hits: Vec<&ThreadHit> = thread.iter().collect();
+    hits.sort_by_key(|h| rank(h));
+    hits
+}
+
+fn sender_agrees(sender: &Option<(String, LinkMethod)>, client: &str, notes: &mut Vec<String>) -> bool {
+    match sender {
+        Some((sc, m)) if sc == client => {
+            notes.push(format!("sender's {} agrees", m.as_str()));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Links a message. `thread` holds the stored messages it answers.
+pub fn link(msg: &Message, dir: &Directory, thread: &[ThreadHit]) -> Link {
+    let ix = dir.index();
+    let ix = ix.as_ref();
+    let mut notes = Vec::new();
+    let sender = sender_client(msg, dir, ix, &mut notes);
+    let sc = sender.as_ref().map(|(c, _)| c.as_str());
+    let done = |client: Option<String>, ids: &[usize], method, confidence, notes| Link {
+        client_id: client,
+        invoices: numbers_of(ids, dir),
+        method,
+        confidence,
+        notes,
+    };
+
+    // 1. Invoice numbers the sender wrote: subject, new text, attachment names.
+    let mut found = scan(&msg.subject, Src::Subject, RefKind::Invoice, dir, ix, sc, &mut notes);
+    found.extend(scan(&msg.new_text, Src::Body, RefKind::Invoice, dir, ix, sc, &mut notes));
+    for a in &msg.attachments {
+        if let Some(name) = &a.name {
+            found.extend(scan(name, Src::Attachment, RefKind::Invoice, dir, ix, sc, &mut notes));
+        }
+    }
+    if let Some(t) = trust(found, dir, sc, "number", &mut notes) {
+        describe(&t.found, dir, "number", &mut notes);
+        let agrees = sender_agrees(&sender, &t.client, &mut notes);
+        let short = t.found.iter().any(|f| f.tier == Tier::Short);
+        let conf = if short { 0.9 } else if agrees { 0.95 } else { 0.85 };
+        return done(Some(t.client), &t.ids, LinkMethod::InvoiceNumber, conf, notes);
+    }
+
+    // 2. The thread it answers. Before the quoted history: a stored hit says
+    // exactly which invoices our message was about, while quoted text may
+    // hold a forwarded block or a list the client did not mean.
+    let hits = ordered_hits(msg, thread);
+    let mut thread_client = None;
+    for h in &hits {
+        let ids: Vec<usize> = h
+            .invoices
+            .iter()
+            .filter_map(|n| dir.invoices.iter().position(|i| &i.number == n))
+            .collect();
+        let client = h.client_id.clone().or_else(|| ids.first().map(|&i| dir.invoices[i].client_id.clone()));
+        let Some(client) = client else { continue };
+        if let Some(s) = sc {
+            if s != client {
+                notes.push(format!("thread message {} belongs to another client than the sender's, not trusted", h.message_id.to_lowercase()));
+                continue;
+            }
+        }
+        let ids: Vec<usize> = ids.into_iter().filter(|&i| dir.invoices[i].client_id == client).collect();
+        if !ids.is_empty() || !h.invoices.is_empty() {
+            notes.push("answers a stored message about these invoices".into());
+            sender_agrees(&sender, &client, &mut notes);
+            let mut link = done(Some(client), &ids, LinkMethod::Thread, 0.8, notes);
+            // Invoices of the hit that the directory does not hold still count.
+            let mut all: BTreeSet<InvoiceNumber> = link.invoices.drain(..).collect();
+            all.extend(h.invoices.iter().filter(|n| !dir.invoices.iter().any(|i| &i.number == *n)).cloned());
+            link.invoices = all.into_iter().collect();
+            return link;
+        }
+        if thread_client.is_none() {
+            thread_client = Some(client);
+        }
+    }
+
+    // 1b. Numbers only in the quoted history.
+    let quoted = scan(&msg.quoted, Src::Quoted, RefKind::Invoice, dir, ix, sc, &mut notes);
+    if let Some(t) = trust(quoted, dir, sc, "number", &mut notes) {
+        describe(&t.found, dir, "number", &mut notes);
+        let agrees = sender_agrees(&sender, &t.client, &mut notes);
+        return done(Some(t.client), &t.ids, LinkMethod::InvoiceNumber, if agrees { 0.85 } else { 0.75 }, notes);
+    }
+
+    // 3. A PO number or project reference.
+    for (kind, what, method) in [(RefKind::Po, "po number", LinkMethod::PoNumber), (RefKind::Project, "project", LinkMethod::Project)] {
+        for texts in [&[(&msg.subject, Src::Subject), (&msg.new_text, Src::Body)][..], &[(&msg.quoted, Src::Quoted)][..]] {
+            let mut found = Vec::new();
+            for (text, src) in texts {
+                found.extend(scan(text, *src, kind, dir, ix, sc, &mut notes));
+            }
+            for a in msg.attachments.iter().filter_map(|a| a.name.as_ref()) {
+                if texts[0].1 == Src::Subject {
+                    found.extend(scan(a, Src::Attachment, kind, dir, ix, sc, &mut notes));
+                }
+            }
+            if let Some(mut t) = trust(found, dir, sc, what, &mut notes) {
+                if t.ids.len() > 1 {
+                    let text = format!("{}\n{}\n{}", msg.subject, msg.new_text, msg.quoted);
+                    if let Some(one) = by_amount(&t.ids, dir, &text) {
+                        notes.push(format!("{what} matches several invoices; amount names one"));
+                        t.ids = vec![one];
+                    } else if !speaks_of_several(&format!("{}\n{}", msg.subject, msg.new_text)) {
+                        // One invoice of a progress-billed order or project:
+                        // the earlier ones are usually settled, so the latest.
+                        notes.push(format!("{what} matches {} invoices; latest taken", t.ids.len()));
+                        t.ids = vec![*t.ids.iter().max().expect("non-empty")];
+                    }
+                }
+                let srcs: BTreeSet<&str> = t.found.iter().map(|f| f.src.as_str()).collect();
+                notes.push(format!("{what} in {}", srcs.into_iter().collect::<Vec<_>>().join(", ")));
+                sender_agrees(&sender, &t.client, &mut notes);
+                return done(Some(t.client), &t.ids, method, 0.7, notes);
+            }
+        }
+    }
+
+    // 4. The client alone: thread, contact, domain.
+    if let Some(client) = thread_client {
+        notes.push("answers a stored message of this client".into());
+        return done(Some(client), &[], LinkMethod::Thread, 0.7, notes);
+    }
+    match sender {
+        Some((client, m)) => {
+            notes.push(format!("no reference; client by sender's {}", m.as_str()));
+            let conf = if m == LinkMethod::Contact { 0.6 } else { 0.5 };
+            done(Some(client), &[], m, conf, notes)
+        }
+        None => {
+            notes.push("no invoice number, thread, reference or known sender".into());
+            done(None, &[], LinkMethod::None, 0.0, notes)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::parse::Attachment;
+
+    fn inv(number: &str, client: &str, po: Option<&str>, project: Option<&str>, amount: i64) -> InvoiceRef {
+        InvoiceRef {
+            number: InvoiceNumber::parse(number).unwrap(),
+            client_id: client.into(),
+            po_number: po.map(Into::into),
+            project: project.map(Into::into),
+            amount: Money(amount),
+        }
+    }
+
+    fn client(id: &str, domains: &[&str]) -> ClientRef {
+        ClientRef { id: id.into(), name: format!("client {id}"), domains: domains.iter().map(|d| d.to_string()).collect() }
+    }
+
+    /// Four companies' numbering schemes in one ledger.
+    fn dir() -> Directory {
+        let clients = vec![
+            client("C1", &["acme.fr"]),
+            client("C2", &["beta.com", "beta-group.com"]),
+            client("C3", &["gamma.co.uk"]),
+            client("C4", &[]),
+            client("C5", &["gmail.com"]),
+        ];
+        let invoices = vec![
+            inv("FA-2026-00123", "C1", Some("4500146226"), None, 120_000),
+            inv("FA-2025-00934", "C1", None, None, 285_600),
+            inv("FA-2026-00124", "C1", None, Some("MTX-P-26-007"), 50_000),
+            inv("FA-2026-00023", "C1", None, None, 10_000),
+            inv("FA-2026-00200", "C2", None, None, 10_000),
+            inv("F2026-0412", "C2", Some("HC-PO-11989"), None, 10_000),
+            inv("INV-10023", "C2", None, None, 10_000),
+            inv("104587", "C3", None, None, 10_000),
+            inv("104588", "C3", None, None, 10_000),
+            inv("104590", "C3", Some("104587"), None, 10_000),
+            inv("2026/0457", "C3", None, None, 10_000),
+            inv("FAC000123", "C3", None, None, 10_000),
+            inv("FA-2026-00300", "C4", None, Some("CHANTIER-LYON-7"), 10_000),
+            inv("FA-2026-00301", "C4", None, Some("CHANTIER-LYON-7"), 77_700),
+            inv("FA-2025-00777", "C4", None, None, 10_000),
+            inv("FA-2026-00777", "C4", None, None, 10_000),
+        ];
+        let mut contacts = HashMap::new();
+        contacts.insert(EmailAddress::parse("boss.c4@gmail.com").unwrap(), "C4".to_string());
+        contacts.insert(EmailAddress::parse("moved@acme.fr").unwrap(), "C2".to_string());
+        Directory::new(clients, invoices, contacts)
+    }
+
+    fn msg(from: &str, subject: &str, body: &str) -> Message {
+        Message {
+            from: EmailAddress::parse(from).ok(),
+            subject: subject.into(),
+            new_text: body.into(),
+            ..Default::default()
+        }
+    }
+
+    fn nums(l: &Link) -> Vec<&str> {
+        l.invoices.iter().map(|n| n.as_str()).collect()
+    }
+
+    fn check(cases: &[(&str, &str, &str, &[&str])]) {
+        let d = dir();
+        for (from, subject, body, want) in cases {
+            let l = link(&msg(from, subject, body), &d, &[]);
+            assert_eq!(nums(&l), want.to_vec(), "from {from} subject {subject:?} body {body:?}: {:?}", l.notes);
+        }
+    }
+
+    #[test]
+    fn normalised_forms_are_the_same_invoice() {
+        for form in ["FA 2026 123", "FA-2026-123", "FA2026-00123", "fa/2026/00123", "FA-2026-00123", "FA202600123", "FA - 2026 - 00123", "Fa.2026.0123"] {
+            let l = link(&msg("compta@acme.fr", &format!("Facture {form}"), ""), &dir(), &[]);
+            assert_eq!(nums(&l), ["FA-2026-00123"], "{form}");
+            assert_eq!((l.method, l.confidence, l.client_id.as_deref()), (LinkMethod::InvoiceNumber, 0.95, Some("C1")), "{form}");
+        }
+        assert_eq!(normalise_number("FA-2026-00123"), "fa|2026|123");
+        assert_eq!(normalise_number("fa/2026/123"), normalise_number("FA 2026 00123"));
+        assert_ne!(normalise_number("FA-2026-00123"), normalise_number("FA-2026-01230"));
+    }
+
+    #[test]
+    fn other_companies_numbering_schemes() {
+        check(&[
+            ("x@beta.com", "", "Concerne F2026-0412, merci", &["F2026-0412"]),
+            ("x@beta.com", "", "re f2026/412", &["F2026-0412"]),
+            ("x@beta.com", "INV-10023 query", "", &["INV-10023"]),
+            ("x@beta.com", "", "about inv10023 and INV 10023", &["INV-10023"]),
+            ("x@unknown.org", "", "Regarding invoice 10023, please advise", &["INV-10023"]),
+            ("x@gamma.co.uk", "", "Invoice no. 104587 is wrong", &["104587"]),
+            ("x@gamma.co.uk", "", "votre facture n° 104587", &["104587"]),
+            ("x@gamma.co.uk", "", "Rechnung 104587", &["104587"]),
+            ("x@gamma.co.uk", "", "Invoice #104587", &["104587"]),
+            ("x@gamma.co.uk", "", "facture 2026/0457 contestée", &["2026/0457"]),
+            ("x@gamma.co.uk", "", "facture 2026-457", &["2026/0457"]),
+            ("x@gamma.co.uk", "Your FAC000123", "", &["FAC000123"]),
+            ("x@gamma.co.uk", "", "fac 123 is a duplicate", &["FAC000123"]),
+            ("x@gamma.co.uk", "", "invoices 104587, 104588 and 104590", &["104587", "104588", "104590"]),
+            ("x@gamma.co.uk", "", "Factures concernées : 104587 104588", &["104587", "104588"]),
+        ]);
+    }
+
+    #[test]
+    fn numeric_numbers_need_a_keyword_or_an_attachment() {
+        check(&[
+            ("x@gamma.co.uk", "", "Please call about 104587 tomorrow", &[]),
+            ("x@gamma.co.uk", "", "104587", &[]),
+            ("x@gamma.co.uk", "", "bon de livraison 104588", &[]),
+            ("x@gamma.co.uk", "", "BL 104588", &[]),
+            ("x@gamma.co.uk", "", "votre devis 104588", &[]),
+            ("x@gamma.co.uk", "", "client n° 104588", &[]),
+            ("x@gamma.co.uk", "", "2026/0457", &[]),
+        ]);
+        let d = dir();
+        for (name, want) in [("104587.pdf", &["104587"][..]), ("Facture_104588.pdf", &["104588"]), ("BL_104587.pdf", &[]), ("IMG_104587.jpg", &[])] {
+            let mut m = msg("x@gamma.co.uk", "", "see attached");
+            m.attachments = vec![Attachment { name: Some(name.into()), ..Default::default() }];
+            assert_eq!(nums(&link(&m, &d, &[])), want.to_vec(), "{name}");
+        }
+    }
+
+    #[test]
+    fn lookalikes_are_not_invoice_numbers() {
+        check(&[
+            // Amounts, with or without a keyword.
+            ("x@gamma.co.uk", "", "facture 104587,00 € réglée", &[]),
+            ("x@gamma.co.uk", "", "invoice 104587 EUR", &[]),
+            ("x@gamma.co.uk", "", "facture n° 104587.50", &[]),
+            ("compta@acme.fr", "", "votre facture 934 € HT", &[]),
+            // Dates.
+            ("compta@acme.fr", "", "votre facture du 23 mars", &[]),
+            ("compta@acme.fr", "", "la facture 23/03/2026", &[]),
+            ("x@gamma.co.uk", "", "facture 2026/04/57", &[]),
+            // Longer digit runs, phones, IBANs, SIRET.
+            ("x@gamma.co.uk", "", "facture n° 104587-2", &[]),
+            ("x@gamma.co.uk", "", "facture n° 2026 0457 12", &[]),
+            ("x@gamma.co.uk", "", "Tél n° 104587", &[]),
+            ("x@gamma.co.uk", "", "facture réglée, IBAN FR76 1234 2026 0457 5678", &[]),
+            ("x@gamma.co.uk", "", "SIRET n° 104587", &[]),
+            ("x@gamma.co.uk", "", "facture +104587", &[]),
+            // Another prefix is another document (a credit note).
+            ("compta@acme.fr", "", "avoir AV-2025-00934", &[]),
+            ("compta@acme.fr", "", "ref FA-2026-00123A", &[]),
+        ]);
+    }
+
+    #[test]
+    fn po_number_sharing_digits_with_an_invoice_is_a_po() {
+        let l = link(&msg("x@gamma.co.uk", "", "Concerne notre commande 104587"), &dir(), &[]);
+        assert_eq!((nums(&l), l.method), (vec!["104590"], LinkMethod::PoNumber));
+        let l = link(&msg("x@gamma.co.uk", "", "Concerne notre facture 104587"), &dir(), &[]);
+        assert_eq!((nums(&l), l.method), (vec!["104587"], LinkMethod::InvoiceNumber));
+    }
+
+    #[test]
+    fn short_reference_needs_the_senders_client_and_a_keyword() {
+        check(&[
+            ("compta@acme.fr", "", "votre facture 934 n'est pas conforme", &["FA-2025-00934"]),
+            ("compta@acme.fr", "", "la facture n° 00934", &["FA-2025-00934"]),
+            ("compta@acme.fr", "", "le lot 934 est arrivé", &[]),
+            ("compta@acme.fr", "", "n° 934", &[]),
+            ("x@unknown.org", "", "votre facture 934", &[]),
+            // 777 ends two of C4's invoices: ambiguous.
+            ("boss.c4@gmail.com", "", "facture 777", &[]),
+            // Without the letters: specific enough to stand alone.
+            ("x@unknown.org", "", "facture 2025-00934", &["FA-2025-00934"]),
+        ]);
+    }
+
+    #[test]
+    fn a_number_of_another_client_is_not_trusted() {
+        let d = dir();
+        let l = link(&msg("compta@acme.fr", "", "Voir aussi la facture FA-2026-00200"), &d, &[]);
+        assert!(l.invoices.is_empty());
+        assert_eq!((l.client_id.as_deref(), l.method), (Some("C1"), LinkMethod::Domain));
+        assert!(l.notes.iter().any(|n| n.contains("another client")), "{:?}", l.notes);
+        let l = link(&msg("compta@acme.fr", "", "FA-2026-00123 et FA-2026-00200"), &d, &[]);
+        assert_eq!(nums(&l), ["FA-2026-00123"]);
+    }
+
+    #[test]
+    fn unknown_sender_numbers_decide_unless_they_disagree() {
+        let d = dir();
+        let l = link(&msg("someone@unknown.org", "", "FA-2026-00123"), &d, &[]);
+        assert_eq!((nums(&l), l.client_id.as_deref(), l.confidence), (vec!["FA-2026-00123"], Some("C1"), 0.85));
+        let l = link(&msg("someone@unknown.org", "", "FA-2026-00123 and FA-2026-00200"), &d, &[]);
+        assert!(l.invoices.is_empty() && l.client_id.is_none(), "{l:?}");
+        assert!(l.notes.iter().any(|n| n.contains("several clients")), "{:?}", l.notes);
+    }
+
+    #[test]
+    fn thread_is_used_when_the_message_names_nothing() {
+        let d = dir();
+        let hit = ThreadHit { message_id: "r1@us".into(), client_id: Some("C1".into()), invoices: vec![InvoiceNumber::parse("FA-2026-00124").unwrap()] };
+        let mut m = msg("compta@acme.fr", "RE: Rappel", "C'est noté, merci.");
+        m.in_reply_to = vec!["r1@us".into()];
+        let l = link(&m, &d, std::slice::from_ref(&hit));
+        assert_eq!((nums(&l), l.method, l.confidence), (vec!["FA-2026-00124"], LinkMethod::Thread, 0.8));
+        m.new_text = "Et la FA-2026-00123 ?".into();
+        let l = link(&m, &d, std::slice::from_ref(&hit));
+        assert_eq!((nums(&l), l.method), (vec!["FA-2026-00123"], LinkMethod::InvoiceNumber));
+        // A thread of another client than the sender's is not followed.
+        let mut m = msg("x@beta.com", "RE: Rappel", "ok");
+        m.in_reply_to = vec!["r1@us".into()];
+        let l = link(&m, &d, &[hit]);
+        assert_eq!((l.invoices.len(), l.method, l.client_id.as_deref()), (0, LinkMethod::Domain, Some("C2")));
+    }
+
+    #[test]
+    fn po_and_project_references() {
+        check(&[
+            ("compta@acme.fr", "", "Notre commande n° 4500146226", &["FA-2026-00123"]),
+            ("compta@acme.fr", "", "PO 4500146226", &["FA-2026-00123"]),
+            ("compta@acme.fr", "", "4500146226", &[]),
+            ("compta@acme.fr", "Projet MTX-P-26-007", "", &["FA-2026-00124"]),
+            ("x@beta.com", "", "our HC PO 11989", &["F2026-0412"]),
+            // A project with two invoices: the amount written names one.
+            ("boss.c4@gmail.com", "", "chantier-lyon-7 : facture de 777,00 €", &["FA-2026-00301"]),
+            ("boss.c4@gmail.com", "", "les factures du chantier-lyon-7", &["FA-2026-00300", "FA-2026-00301"]),
+            ("boss.c4@gmail.com", "", "votre facture du chantier-lyon-7", &["FA-2026-00301"]),
+        ]);
+        let l = link(&msg("compta@acme.fr", "", "Notre commande 4500146226"), &dir(), &[]);
+        assert_eq!((l.method, l.confidence), (LinkMethod::PoNumber, 0.7));
+        let l = link(&msg("compta@acme.fr", "Projet MTX-P-26-007", ""), &dir(), &[]);
+        assert_eq!(l.method, LinkMethod::Project);
+    }
+
+    #[test]
+    fn sender_contact_domain_subdomain_and_free_mail() {
+        let d = dir();
+        let cases = [
+            ("boss.c4@gmail.com", Some("C4"), LinkMethod::Contact, 0.6),
+            ("moved@acme.fr", Some("C2"), LinkMethod::Contact, 0.6),
+            ("a@acme.fr", Some("C1"), LinkMethod::Domain, 0.5),
+            ("a@mail.ACME.fr", Some("C1"), LinkMethod::Domain, 0.5),
+            ("a@beta-group.com", Some("C2"), LinkMethod::Domain, 0.5),
+            ("a@notacme.fr", None, LinkMethod::None, 0.0),
+            ("a@gmail.com", None, LinkMethod::None, 0.0),
+            ("a@orange.fr", None, LinkMethod::None, 0.0),
+        ];
+        for (from, client, method, conf) in cases {
+            let l = link(&msg(from, "Bonjour", "Une question."), &d, &[]);
+            assert_eq!((l.client_id.as_deref(), l.method, l.confidence), (client, method, conf), "{from}");
+        }
+    }
+
+    #[test]
+    fn quoted_history_is_only_a_fallback() {
+        let d = dir();
+        let mut m = msg("compta@acme.fr", "RE: Relance", "Réglé hier.");
+        m.quoted = "> Factures impayées :\n>   FA-2026-00123    12/01/2026   1 200,00 €\n>   FA-2026-00124    15/01/2026     500,00 €\n".into();
+        let l = link(&m, &d, &[]);
+        assert_eq!((nums(&l), l.method), (vec!["FA-2026-00123", "FA-2026-00124"], LinkMethod::InvoiceNumber));
+        m.new_text = "La FA-2026-00124 est contestée.".into();
+        assert_eq!(nums(&link(&m, &d, &[])), ["FA-2026-00124"]);
+    }
+
+    #[test]
+    fn invoices_are_deduplicated_sorted_and_notes_hold_no_body_text() {
+        let mut m = msg("compta@acme.fr", "FA-2026-00124 / FA-2026-00123", "Secret words FA-2026-00123 and fa 2026 124");
+        m.attachments = vec![Attachment { name: Some("FA-2026-00124.pdf".into()), ..Default::default() }];
+        let l = link(&m, &dir(), &[]);
+        assert_eq!(nums(&l), ["FA-2026-00123", "FA-2026-00124"]);
+        assert!(l.notes.iter().all(|n| *n == n.to_lowercase() && !n.contains("secret")), "{:?}", l.notes);
+        assert!(l.notes.contains(&"number fa-2026-00123 in subject".to_string()), "{:?}", l.notes);
+    }
+
+    #[test]
+    fn a_directory_filled_after_new_is_still_indexed() {
+        let full = dir();
+        let d = Directory { clients: full.clients.clone(), invoices: full.invoices.clone(), ..Default::default() };
+        assert_eq!(nums(&link(&msg("a@acme.fr", "FA 2026 123", ""), &d, &[])), ["FA-2026-00123"]);
+    }
+
+    #[test]
+    fn signatures_and_legal_footers_do_not_link() {
+        let body = "Bonjour,\nmerci.\n\nTél. 04 65 71 20 14 – Mob. 06 39 98 41 27\nSAS au capital de 104 587 € – RCS Grenoble 402 118 376\nSIRET 104587 00012";
+        check(&[("x@gamma.co.uk", "", body, &[])]);
+    }
+
+    #[test]
+    fn reply_subject_names_the_invoice() {
+        check(&[
+            ("compta@acme.fr", "RE: Relance facture FA-2026-00123", "Ce sera payé vendredi.", &["FA-2026-00123"]),
+            ("compta@acme.fr", "TR: Relance facture FA-2026-00123", "FA-2026-00123 et FA-2026-00124", &["FA-2026-00123", "FA-2026-00124"]),
+            // Glued table cells from an HTML payment notice.
+            ("compta@acme.fr", "Avis de paiement", "FF260144FA-2026-00123 1 200,00 €", &["FA-2026-00123"]),
+        ]);
+    }
+}

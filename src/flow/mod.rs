@@ -1,0 +1,13 @@
+//! flow: one module per stage of DESIGN.md's flow. parse, link, decide and
+//! draft are pure; ingest, pipeline, approve and outbox sit at the edges and
+//! talk to the store and to SMTP.
+
+pub mod approve;
+pub mod classify;
+pub mod decide;
+pub mod draft;
+pub mod ingest;
+pub mod link;
+pub mod outbox;
+pub mod parse;
+pub mod pipeline;

@@ -1,0 +1,102 @@
+//! outbox: the send worker. Claims queued rows, sends their exact stored
+//! bytes through a [`SendMail`], and marks them sent together with a copy in
+//! the message store (so client replies thread to it). Transient failures are
+//! retried with exponential backoff; a row is never sent twice (see
+//! `store::outbox` for what happens after a crash mid-send).
+
+use crate::flow::ingest::content_hash;
+use crate::mail::smtp::SendMail;
+use crate::store::messages::NewRaw;
+use crate::store::{now, Result, Store};
+use crate::domain::EmailAddress;
+
+/// What one pass of the worker did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SendReport {
+    pub sent: u32,
+    pub retried: u32,
+    pub failed: u32,
+}
+
+/// Seconds to wait before attempt `n + 1` (30 s, 1 min, 2 min… capped at 1 h).
+pub fn backoff(attempts: i64) -> i64 {
+    (30i64 << (attempts.clamp(1, 12) - 1)).min(3600)
+}
+
+/// Sends every row that is due, once. `max_attempts` bounds transient retries.
+pub async fn send_due(store: &Store, sender: &dyn SendMail, max_attempts: i64) -> Result<SendReport> {
+    let mut report = SendReport::default();
+    while let Some(row) = store.claim_outbox().await? {
+        let span = tracing::info_span!("outbox", row = row.id, draft = row.draft_id);
+        let _g = span.enter();
+        let from = EmailAddress::parse(&row.from_addr).map_err(|e| crate::store::StoreError::Invalid(e.to_string()))?;
+        let to: Vec<EmailAddress> = row.to_addrs.split(',').filter_map(|a| EmailAddress::parse(a).ok()).collect();
+        match sender.send(&from, &to, &row.raw).await {
+            Ok(()) => {
+                let draft = store.draft(row.draft_id).await?;
+                let case_client: Option<String> = match draft.case_id {
+                    Some(c) => Some(store.case(c).await?.client_id),
+                    None => None,
+                };
+                let mut tx = store.begin().await?;
+                store.outbox_sent(&mut tx, row.id).await?;
+                let copy = NewRaw { direction: "out", source: "outbox".into(), mailbox: None, uidvalidity: None, uid: None, message_id: Some(row.message_id.clone()), content_hash: content_hash(&row.raw), raw: &row.raw };
+                if let Some(mid) = store.insert_raw(&mut tx, &copy).await? {
+                    sqlx::query("UPDATE messages SET state = 'processed', disposition = 'sent', case_id = $2, client_id = $3, subject = $4, from_addr = $5, date_at = $6, processed_at = $6 WHERE id = $1")
+                        .bind(mid)
+                        .bind(draft.case_id)
+                        .bind(case_client)
+                        .bind(&draft.subject)
+                        .bind(&row.from_addr)
+                        .bind(now())
+                        .execute(&mut *tx)
+                        .await?;
+                    if let Some(c) = draft.case_id {
+                        for n in store.case_invoices(c).await? {
+                            sqlx::query("INSERT INTO message_invoices (message_id, invoice_number) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(mid).bind(n).execute(&mut *tx).await?;
+                        }
+                    }
+                }
+                crate::store::audit::append(
+                    &mut tx,
+                    store.backend,
+                    crate::store::audit::Event {
+                        actor: &crate::store::audit::Actor::Agent,
+                        case_id: draft.case_id,
+                        entity: "outbox",
+                        entity_id: row.id.to_string(),
+                        action: "sent",
+                        detail: serde_json::json!({"draft": row.draft_id, "message_id": row.message_id, "attempt": row.attempts}),
+                    },
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::info!("sent");
+                report.sent += 1;
+            }
+            Err(e) if e.is_transient() && row.attempts < max_attempts => {
+                let next = now() + backoff(row.attempts);
+                tracing::warn!(error = %e, attempt = row.attempts, "send failed; will retry");
+                store.outbox_retry_later(row.id, &e.to_string(), next).await?;
+                report.retried += 1;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, attempt = row.attempts, "send failed for good");
+                store.outbox_failed(row.id, &e.to_string()).await?;
+                report.failed += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(super::backoff(1), 30);
+        assert_eq!(super::backoff(2), 60);
+        assert_eq!(super::backoff(3), 120);
+        assert_eq!(super::backoff(50), 3600);
+    }
+}

@@ -1,0 +1,493 @@
+//! pipeline: drives each accepted message through parse → link → classify →
+//! decide → draft and writes the whole result in one transaction, which also
+//! marks the message processed: a message is processed exactly once, and a
+//! failure leaves it accepted for a retry (then `failed`, kept and visible).
+
+use crate::domain::{EmailAddress, InvoiceNumber, Language};
+use crate::flow::classify::{Classification, Classifier, ClassifyInput};
+use crate::flow::decide::{self, CaseAction, ClientFacts, DecideInput, Decision, DraftKind, InvoiceFacts};
+use crate::flow::draft::{DraftFacts, Drafter, HistoryLine};
+use crate::flow::link::{self, Directory, Link, LinkMethod};
+use crate::flow::parse::{self, Message};
+use crate::policy::Policy;
+use crate::store::audit::{self, Actor, Event};
+use crate::store::cases::{NewCase, NewDraft, NewTask};
+use crate::store::ledger::Client;
+use crate::store::messages::Accepted;
+use crate::store::{Result, Store, StoreError, Tx};
+use chrono::{NaiveDate, Utc};
+use serde_json::json;
+use std::collections::HashMap;
+use tracing::Instrument;
+
+/// The company's identity on drafts and outgoing mail.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct Company {
+    pub name: String,
+    /// The address replies are sent from.
+    pub from_address: String,
+    /// The sign-off under replies.
+    pub signer: String,
+}
+
+impl Default for Company {
+    fn default() -> Self {
+        Company { name: "Votre société".into(), from_address: "comptabilite@example.invalid".into(), signer: "Service comptabilité".into() }
+    }
+}
+
+/// What processing a message led to (for logs, `ingest` output and eval).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub message: i64,
+    pub direction: String,
+    pub category: Option<String>,
+    pub disposition: String,
+    pub case_id: Option<i64>,
+    pub owner_id: Option<String>,
+    pub invoices: Vec<String>,
+    pub drafts: Vec<i64>,
+}
+
+/// The flow for one database, with its policies, classifier and templates.
+pub struct Pipeline {
+    pub store: Store,
+    pub policy: Policy,
+    pub classifier: Box<dyn Classifier>,
+    pub drafter: Drafter,
+    pub company: Company,
+    dir: Directory,
+    clients: HashMap<String, Client>,
+    /// Processing attempts before a message is set aside as failed.
+    pub max_attempts: i64,
+}
+
+const FREE_MAIL: &[&str] = &["gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "hotmail.fr", "live.com", "live.fr", "yahoo.com", "yahoo.fr", "orange.fr", "wanadoo.fr", "free.fr", "sfr.fr", "laposte.net", "icloud.com", "me.com", "gmx.fr", "gmx.com", "aol.com", "protonmail.com", "proton.me"];
+
+impl Pipeline {
+    pub async fn new(store: Store, policy: Policy, classifier: Box<dyn Classifier>, drafter: Drafter, company: Company) -> Result<Pipeline> {
+        let dir = store.directory().await?;
+        let clients = store.clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        Ok(Pipeline { store, policy, classifier, drafter, company, dir, clients, max_attempts: 3 })
+    }
+
+    /// Reloads the ledger snapshot (after an import).
+    pub async fn refresh(&mut self) -> Result<()> {
+        self.dir = self.store.directory().await?;
+        self.clients = self.store.clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        Ok(())
+    }
+
+    /// Processes every accepted message, oldest first. Returns the outcomes.
+    pub async fn run_pending(&mut self) -> Result<Vec<Outcome>> {
+        let mut out = Vec::new();
+        loop {
+            let batch = self.store.accepted(64).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let mut progressed = false;
+            for acc in batch {
+                let id = acc.id;
+                match self.process(acc).await {
+                    Ok(Some(o)) => {
+                        progressed = true;
+                        out.push(o)
+                    }
+                    Ok(None) => progressed = true,
+                    Err(e) => {
+                        tracing::warn!(msg = id, error = %e, "processing failed; will retry");
+                        self.store.processing_failed(id, &e.to_string(), self.max_attempts).await?;
+                    }
+                }
+            }
+            if !progressed {
+                // Everything in the batch failed this round; the failures are
+                // recorded (and set aside after max_attempts). Stop here
+                // rather than spin.
+                let left = self.store.accepted(64).await?;
+                if left.iter().all(|a| a.attempts >= self.max_attempts) || left.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Processes one message. Ok(None): someone else processed it first.
+    pub async fn process(&mut self, acc: Accepted) -> Result<Option<Outcome>> {
+        let span = tracing::info_span!("message", msg = acc.id, direction = %acc.direction);
+        async move {
+            let msg = parse::parse(&acc.raw);
+            if acc.direction == "out" {
+                self.process_outbound(acc.id, &msg).await
+            } else {
+                self.process_inbound(acc.id, &msg).await
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn thread_ids(msg: &Message) -> Vec<String> {
+        let mut ids: Vec<String> = msg.references.clone();
+        for i in &msg.in_reply_to {
+            if !ids.contains(i) {
+                ids.push(i.clone());
+            }
+        }
+        ids
+    }
+
+    async fn process_outbound(&mut self, id: i64, msg: &Message) -> Result<Option<Outcome>> {
+        // Our own mail: link it as if the first recipient had written it, so
+        // that client replies can thread to it; remember its recipients.
+        let mut as_client = msg.clone();
+        as_client.from = msg.to.first().cloned();
+        let hits: Vec<_> = self.store.thread_hits(&Self::thread_ids(msg)).await?.into_iter().map(|h| h.0).collect();
+        let l = link::link(&as_client, &self.dir, &hits);
+        let mut tx = self.store.begin().await?;
+        let done = sqlx::query(
+            "UPDATE messages SET state = 'processed', subject = $2, from_addr = $3, date_at = $4, client_id = $5, link_method = $6, \
+             link_confidence = $7, disposition = 'sent', processed_at = $8 WHERE id = $1 AND state = 'accepted'",
+        )
+        .bind(id)
+        .bind(&msg.subject)
+        .bind(msg.from.as_ref().map(|f| f.to_string()))
+        .bind(msg.date.map(|d| d.timestamp()))
+        .bind(l.client_id.clone())
+        .bind(l.method.as_str())
+        .bind(l.confidence as f64)
+        .bind(crate::store::now())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        self.link_invoices(&mut tx, id, &l.invoices).await?;
+        if let Some(c) = &l.client_id {
+            for to in msg.to.iter().chain(msg.cc.iter()) {
+                if !FREE_MAIL.contains(&to.domain()) && !self.dir.contacts.contains_key(to) {
+                    self.store.add_contact(&mut tx, to, c, "outbound").await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        if let Some(c) = &l.client_id {
+            for to in msg.to.iter().chain(msg.cc.iter()) {
+                self.dir.contacts.entry(to.clone()).or_insert_with(|| c.clone());
+            }
+        }
+        Ok(Some(Outcome { message: id, direction: "out".into(), category: None, disposition: "sent".into(), case_id: None, owner_id: None, invoices: l.invoices.iter().map(|i| i.to_string()).collect(), drafts: vec![] }))
+    }
+
+    async fn link_invoices(&self, tx: &mut Tx, id: i64, invoices: &[InvoiceNumber]) -> Result<()> {
+        for n in invoices {
+            sqlx::query("INSERT INTO message_invoices (message_id, invoice_number) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(id).bind(n.as_str()).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn process_inbound(&mut self, id: i64, msg: &Message) -> Result<Option<Outcome>> {
+        let hits = self.store.thread_hits(&Self::thread_ids(msg)).await?;
+        let thread: Vec<_> = hits.iter().map(|h| h.0.clone()).collect();
+        let l = link::link(msg, &self.dir, &thread);
+        let today = msg.date.map(|d| d.date_naive()).unwrap_or_else(|| Utc::now().date_naive());
+        let client = l.client_id.as_ref().and_then(|c| self.clients.get(c)).cloned();
+        let cls = self
+            .classifier
+            .classify(ClassifyInput { message: msg, reference_date: today, has_invoice: !l.invoices.is_empty(), known_client: client.is_some() })
+            .await;
+        let invoices = self.store.invoices_by_number(&l.invoices).await?;
+        let open_cases = match &client {
+            Some(c) => self.store.open_cases_of(&c.id).await?,
+            None => vec![],
+        };
+        let staff = self.store.staff().await?;
+        let client_facts = client.as_ref().map(|c| ClientFacts { id: c.id.clone(), account_owner: c.account_owner.clone(), strategic: c.strategic });
+        let invoice_facts: Vec<InvoiceFacts> = invoices
+            .iter()
+            .filter_map(|i| Some(InvoiceFacts { number: i.number.clone(), amount: i.amount, due_date: NaiveDate::parse_from_str(&i.due_date, "%Y-%m-%d").ok()? }))
+            .collect();
+        let decision = decide::decide(
+            &self.policy,
+            &DecideInput {
+                link: &l,
+                classification: &cls,
+                client: client_facts.as_ref(),
+                invoices: &invoice_facts,
+                open_cases: &open_cases,
+                thread_case: hits.iter().find_map(|h| h.1),
+                staff: &staff,
+                bulk: msg.auto.mailing_list || msg.auto.precedence_bulk,
+                today,
+            },
+        );
+        let history = if let Some(CaseAction::Update { case_id, .. }) = &decision.case {
+            self.store
+                .messages_where(None, None, Some(*case_id))
+                .await?
+                .into_iter()
+                .map(|m| HistoryLine { date: fmt_ts(m.date_at), direction: m.direction, subject: m.subject.unwrap_or_default() })
+                .collect()
+        } else {
+            let mut h = Vec::new();
+            for (hit, _) in &hits {
+                if let Some(m) = self.store.messages_by_message_id(&hit.message_id).await? {
+                    h.push(HistoryLine { date: fmt_ts(m.date_at), direction: m.direction, subject: m.subject.unwrap_or_default() });
+                }
+            }
+            h
+        };
+
+        let mut tx = self.store.begin().await?;
+        let outcome = self.apply(&mut tx, id, msg, &l, &cls, client.as_ref(), &invoices, &decision, history, today).await?;
+        let Some(outcome) = outcome else {
+            return Ok(None);
+        };
+        tx.commit().await?;
+        if l.method == LinkMethod::InvoiceNumber && l.confidence >= 0.85 {
+            if let (Some(from), Some(c)) = (&msg.from, &l.client_id) {
+                self.dir.contacts.entry(from.clone()).or_insert_with(|| c.clone());
+            }
+        }
+        tracing::info!(category = outcome.category.as_deref().unwrap_or("-"), disposition = %outcome.disposition, case = outcome.case_id, "processed");
+        Ok(Some(outcome))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        id: i64,
+        msg: &Message,
+        l: &Link,
+        cls: &Classification,
+        client: Option<&Client>,
+        invoices: &[crate::store::ledger::Invoice],
+        d: &Decision,
+        mut history: Vec<HistoryLine>,
+        today: NaiveDate,
+    ) -> Result<Option<Outcome>> {
+        let store = &self.store;
+        let backend = store.backend;
+        let agent = Actor::Agent;
+        let routing = Actor::Policy("routing".into());
+
+        // The message row first: if another worker already processed it,
+        // nothing else happens (the transaction is dropped).
+        let parsed = serde_json::to_string(msg).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let done = sqlx::query(
+            "UPDATE messages SET state = 'processed', subject = $2, from_addr = $3, date_at = $4, client_id = $5, link_method = $6, \
+             link_confidence = $7, link_notes = $8, category = $9, classification = $10, disposition = $11, owner_id = $12, parsed = $13, processed_at = $14 \
+             WHERE id = $1 AND state = 'accepted'",
+        )
+        .bind(id)
+        .bind(&msg.subject)
+        .bind(msg.from.as_ref().map(|f| f.to_string()))
+        .bind(msg.date.map(|d| d.timestamp()))
+        .bind(l.client_id.clone())
+        .bind(l.method.as_str())
+        .bind(l.confidence as f64)
+        .bind(serde_json::to_string(&l.notes).unwrap_or_default())
+        .bind(cls.category.as_str())
+        .bind(serde_json::to_string(cls).unwrap_or_default())
+        .bind(d.disposition.as_str())
+        .bind(d.owner_id.clone())
+        .bind(parsed)
+        .bind(crate::store::now())
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        self.link_invoices(tx, id, &l.invoices).await?;
+        if l.method == LinkMethod::InvoiceNumber && l.confidence >= 0.85 {
+            if let (Some(from), Some(c)) = (&msg.from, &l.client_id) {
+                if !FREE_MAIL.contains(&from.domain()) || !self.dir.contacts.contains_key(from) {
+                    store.add_contact(tx, from, c, "inbound-invoice-number").await?;
+                }
+            }
+        }
+
+        // The case.
+        let language = pick_language(cls, client);
+        let mut case_id = None;
+        let (mut priority, mut priority_reason) = (0, String::new());
+        match &d.case {
+            Some(CaseAction::Open { kind, category, status, priority: p, priority_reason: why, at_stake, disputed }) => {
+                let client = client.ok_or_else(|| StoreError::Invalid("a case needs a client".into()))?;
+                let cid = store
+                    .insert_case(
+                        tx,
+                        &NewCase {
+                            kind: *kind,
+                            client_id: &client.id,
+                            category: category.as_str(),
+                            status: *status,
+                            owner_id: d.owner_id.as_deref(),
+                            priority: *p,
+                            priority_reason: why,
+                            amount_cents: at_stake.cents(),
+                            disputed_cents: disputed.map(|m| m.cents()),
+                            language: language.as_str(),
+                        },
+                        &l.invoices,
+                        &routing.label(),
+                    )
+                    .await?;
+                audit::append(
+                    tx,
+                    backend,
+                    Event {
+                        actor: &routing,
+                        case_id: Some(cid),
+                        entity: "case",
+                        entity_id: cid.to_string(),
+                        action: "opened",
+                        detail: json!({"message": id, "kind": kind.as_str(), "category": category.as_str(), "status": status.as_str(), "owner": d.owner_id, "priority": p, "priority_reason": why, "invoices": l.invoices, "reasons": d.reasons}),
+                    },
+                )
+                .await?;
+                (priority, priority_reason) = (*p, why.clone());
+                case_id = Some(cid);
+            }
+            Some(CaseAction::Update { case_id: cid, to_status, add_invoices }) => {
+                store.add_case_invoices(tx, *cid, add_invoices).await?;
+                store.touch_case(tx, *cid).await?;
+                audit::append(tx, backend, Event { actor: &agent, case_id: Some(*cid), entity: "case", entity_id: cid.to_string(), action: "message_attached", detail: json!({"message": id, "category": cls.category.as_str(), "added_invoices": add_invoices}) }).await?;
+                if let Some(to) = to_status {
+                    let current = store.case(*cid).await?;
+                    let from: crate::domain::Status = current.status.parse().map_err(|e: crate::domain::DomainError| StoreError::Invalid(e.to_string()))?;
+                    store.set_case_status(tx, *cid, from, *to, &Actor::Policy("statuses".into()).label(), Some("client replied")).await?;
+                    audit::append(tx, backend, Event { actor: &Actor::Policy("statuses".into()), case_id: Some(*cid), entity: "case", entity_id: cid.to_string(), action: "status_changed", detail: json!({"from": from.as_str(), "to": to.as_str(), "why": "client replied", "message": id}) }).await?;
+                }
+                let c = store.case(*cid).await?;
+                (priority, priority_reason) = (c.priority, c.priority_reason);
+                case_id = Some(*cid);
+            }
+            None => {}
+        }
+        if let Some(cid) = case_id {
+            sqlx::query("UPDATE messages SET case_id = $1 WHERE id = $2").bind(cid).bind(id).execute(&mut **tx).await?;
+        }
+
+        // Promises, payment notices, tasks.
+        if let Some((nums, date)) = &d.promise {
+            let date_s = date.map(|d| d.to_string());
+            store.record_promise(tx, nums, date_s.as_deref()).await?;
+            audit::append(tx, backend, Event { actor: &agent, case_id, entity: "invoice", entity_id: join(nums), action: "promise_recorded", detail: json!({"message": id, "promised_date": date_s}) }).await?;
+        }
+        if !d.payment_notice.is_empty() {
+            store.record_payment_notice(tx, &d.payment_notice).await?;
+            audit::append(tx, backend, Event { actor: &agent, case_id, entity: "invoice", entity_id: join(&d.payment_notice), action: "payment_notice_recorded", detail: json!({"message": id}) }).await?;
+        }
+        for t in &d.tasks {
+            let tid = store
+                .insert_task(
+                    tx,
+                    &NewTask {
+                        case_id,
+                        invoice_number: l.invoices.first().map(|i| i.as_str()),
+                        message_id: Some(id),
+                        kind: t.kind.as_str(),
+                        owner_id: t.owner_id.as_deref(),
+                        note: &t.note,
+                        due_date: t.due_date.map(|d| d.to_string()),
+                    },
+                )
+                .await?;
+            audit::append(tx, backend, Event { actor: &routing, case_id, entity: "task", entity_id: tid.to_string(), action: "created", detail: json!({"kind": t.kind.as_str(), "owner": t.owner_id, "message": id}) }).await?;
+        }
+
+        // Drafts.
+        let mut drafts = Vec::new();
+        if !d.drafts.is_empty() {
+            if let Some(client) = client {
+                let owner_name = match &d.owner_id {
+                    Some(o) => store.user(o).await.ok().map(|u| u.name),
+                    None => None,
+                };
+                history.push(HistoryLine { date: fmt_ts(msg.date.map(|d| d.timestamp())), direction: "in".into(), subject: msg.subject.clone() });
+                let facts = DraftFacts {
+                    language,
+                    company: self.company.name.clone(),
+                    signer: self.company.signer.clone(),
+                    client_name: client.name.clone(),
+                    strategic: client.strategic,
+                    contact_name: msg.from_name.clone().filter(|n| !n.trim().is_empty() && !n.contains('@')),
+                    contact_email: msg.from.as_ref().map(|f| f.to_string()),
+                    category: cls.category,
+                    case_id,
+                    owner_name,
+                    priority,
+                    priority_reason,
+                    invoices: invoices.iter().map(|i| (i.clone(), NaiveDate::parse_from_str(&i.due_date, "%Y-%m-%d").map(|due| (today - due).num_days()).unwrap_or(0))).collect(),
+                    disputed_amount: cls.facts.disputed_amount,
+                    promised_date: cls.facts.promised_date,
+                    asks: cls.facts.asks.clone(),
+                    reasons: cls.reasons.clone(),
+                    source: cls.source.clone(),
+                    confidence: cls.confidence,
+                    history,
+                };
+                let reply_to: Option<EmailAddress> = msg.reply_to.clone().or_else(|| msg.from.clone());
+                for kind in &d.drafts {
+                    let (text, kind_s, to) = match kind {
+                        DraftKind::Reply => (self.drafter.reply(&facts, &msg.subject), "reply", reply_to.as_ref().map(|a| a.to_string())),
+                        DraftKind::Brief => (self.drafter.brief(&facts), "brief", None),
+                    };
+                    let text = text.map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    if kind_s == "reply" && to.is_none() {
+                        continue; // nobody to answer
+                    }
+                    let did = store
+                        .insert_draft(
+                            tx,
+                            &NewDraft { case_id, message_id: Some(id), kind: kind_s, language: language.as_str(), to_addr: to.as_deref(), subject: &text.subject, body: &text.body, template: &text.template },
+                        )
+                        .await?;
+                    audit::append(tx, backend, Event { actor: &agent, case_id, entity: "draft", entity_id: did.to_string(), action: "created", detail: json!({"kind": kind_s, "template": text.template, "message": id}) }).await?;
+                    drafts.push(did);
+                }
+            }
+        }
+        audit::append(
+            tx,
+            backend,
+            Event {
+                actor: &agent,
+                case_id,
+                entity: "message",
+                entity_id: id.to_string(),
+                action: "processed",
+                detail: json!({"link": l.method.as_str(), "link_confidence": l.confidence, "invoices": l.invoices, "client": l.client_id, "category": cls.category.as_str(), "classifier": cls.source, "rules": cls.reasons, "disposition": d.disposition.as_str(), "owner": d.owner_id}),
+            },
+        )
+        .await?;
+        Ok(Some(Outcome {
+            message: id,
+            direction: "in".into(),
+            category: Some(cls.category.as_str().into()),
+            disposition: d.disposition.as_str().into(),
+            case_id,
+            owner_id: d.owner_id.clone(),
+            invoices: l.invoices.iter().map(|i| i.to_string()).collect(),
+            drafts,
+        }))
+    }
+}
+
+fn pick_language(cls: &Classification, _client: Option<&Client>) -> Language {
+    // Answer in the language the client wrote in (the classifier detects it).
+    cls.facts.language
+}
+
+fn join(n: &[InvoiceNumber]) -> String {
+    n.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(";")
+}
+
+fn fmt_ts(t: Option<i64>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "?".into())
+}

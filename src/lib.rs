@@ -1,0 +1,16 @@
+//! dispute-desk: a self-hosted agent that reads the client mail that arrives
+//! about invoices, links it to invoices and clients, works out what is
+//! disputed and why, routes the case, drafts the reply and the call brief, and
+//! sends nothing until a person has approved it. See README.md for the code
+//! map and the invariants.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod eval;
+pub mod flow;
+pub mod ledger;
+pub mod llm;
+pub mod mail;
+pub mod policy;
+pub mod store;

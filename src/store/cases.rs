@@ -1,0 +1,418 @@
+//! store::cases: cases, their invoices and status history, tasks and drafts.
+//! Every function that changes a case takes the caller's transaction; the
+//! caller appends the audit event in the same transaction.
+
+use super::{now, Result, Store, StoreError, Tx};
+use crate::domain::{InvoiceNumber, Status};
+use crate::flow::decide::{CaseKind, OpenCase, Staff};
+use sqlx::Row;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaseRow {
+    pub id: i64,
+    pub kind: String,
+    pub client_id: String,
+    pub client_name: String,
+    pub category: String,
+    pub status: String,
+    pub owner_id: Option<String>,
+    pub priority: i64,
+    pub priority_reason: String,
+    pub amount_cents: i64,
+    pub disputed_cents: Option<i64>,
+    pub language: String,
+    pub opened_at: i64,
+    pub updated_at: i64,
+    pub invoices: Vec<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskRow {
+    pub id: i64,
+    pub case_id: Option<i64>,
+    pub invoice_number: Option<String>,
+    pub message_id: Option<i64>,
+    pub kind: String,
+    pub owner_id: Option<String>,
+    pub status: String,
+    pub note: String,
+    pub due_date: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DraftRow {
+    pub id: i64,
+    pub case_id: Option<i64>,
+    pub message_id: Option<i64>,
+    pub kind: String,
+    pub language: String,
+    pub to_addr: Option<String>,
+    pub subject: String,
+    pub body: String,
+    pub status: String,
+    pub template: String,
+    pub created_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusChange {
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub at: i64,
+}
+
+/// A new case to insert.
+#[derive(Debug, Clone)]
+pub struct NewCase<'a> {
+    pub kind: CaseKind,
+    pub client_id: &'a str,
+    pub category: &'a str,
+    pub status: Status,
+    pub owner_id: Option<&'a str>,
+    pub priority: i64,
+    pub priority_reason: &'a str,
+    pub amount_cents: i64,
+    pub disputed_cents: Option<i64>,
+    pub language: &'a str,
+}
+
+/// A new task to insert.
+#[derive(Debug, Clone)]
+pub struct NewTask<'a> {
+    pub case_id: Option<i64>,
+    pub invoice_number: Option<&'a str>,
+    pub message_id: Option<i64>,
+    pub kind: &'a str,
+    pub owner_id: Option<&'a str>,
+    pub note: &'a str,
+    pub due_date: Option<String>,
+}
+
+/// A new draft to insert (status pending).
+#[derive(Debug, Clone)]
+pub struct NewDraft<'a> {
+    pub case_id: Option<i64>,
+    pub message_id: Option<i64>,
+    pub kind: &'a str,
+    pub language: &'a str,
+    pub to_addr: Option<&'a str>,
+    pub subject: &'a str,
+    pub body: &'a str,
+    pub template: &'a str,
+}
+
+fn case_from_row(r: &sqlx::any::AnyRow) -> Result<CaseRow> {
+    Ok(CaseRow {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        client_id: r.try_get("client_id")?,
+        client_name: r.try_get("client_name")?,
+        category: r.try_get("category")?,
+        status: r.try_get("status")?,
+        owner_id: r.try_get("owner_id")?,
+        priority: r.try_get("priority")?,
+        priority_reason: r.try_get("priority_reason")?,
+        amount_cents: r.try_get("amount_cents")?,
+        disputed_cents: r.try_get("disputed_cents")?,
+        language: r.try_get("language")?,
+        opened_at: r.try_get("opened_at")?,
+        updated_at: r.try_get("updated_at")?,
+        invoices: vec![],
+    })
+}
+
+pub(crate) fn draft_from_row(r: &sqlx::any::AnyRow) -> Result<DraftRow> {
+    Ok(DraftRow {
+        id: r.try_get("id")?,
+        case_id: r.try_get("case_id")?,
+        message_id: r.try_get("message_id")?,
+        kind: r.try_get("kind")?,
+        language: r.try_get("language")?,
+        to_addr: r.try_get("to_addr")?,
+        subject: r.try_get("subject")?,
+        body: r.try_get("body")?,
+        status: r.try_get("status")?,
+        template: r.try_get("template")?,
+        created_at: r.try_get("created_at")?,
+        decided_by: r.try_get("decided_by")?,
+        decided_at: r.try_get("decided_at")?,
+        reason: r.try_get("reason")?,
+    })
+}
+
+const CASE_SELECT: &str = "SELECT c.id, c.kind, c.client_id, cl.name AS client_name, c.category, c.status, c.owner_id, c.priority, c.priority_reason, \
+     c.amount_cents, c.disputed_cents, c.language, c.opened_at, c.updated_at FROM cases c JOIN clients cl ON cl.id = c.client_id";
+
+impl Store {
+    /// Users with their current load (open cases and open tasks they hold).
+    pub async fn staff(&self) -> Result<Vec<Staff>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.role, \
+             (SELECT COUNT(*) FROM cases c WHERE c.owner_id = u.id AND c.status <> 'resolved') + \
+             (SELECT COUNT(*) FROM tasks t WHERE t.owner_id = u.id AND t.status = 'open') AS load \
+             FROM users u ORDER BY u.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let role: String = r.try_get("role")?;
+                Ok(Staff { id: r.try_get("id")?, role: role.parse().map_err(|e: crate::domain::DomainError| StoreError::Invalid(e.to_string()))?, load: r.try_get("load")? })
+            })
+            .collect()
+    }
+
+    /// The client's cases that are not resolved, newest first.
+    pub async fn open_cases_of(&self, client_id: &str) -> Result<Vec<OpenCase>> {
+        let rows = sqlx::query("SELECT id, kind, status, owner_id FROM cases WHERE client_id = $1 AND status <> 'resolved' ORDER BY id DESC")
+            .bind(client_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let id: i64 = r.try_get("id")?;
+            let kind: String = r.try_get("kind")?;
+            let status: String = r.try_get("status")?;
+            out.push(OpenCase {
+                id,
+                kind: if kind == "dispute" { CaseKind::Dispute } else { CaseKind::Request },
+                status: status.parse().map_err(|e: crate::domain::DomainError| StoreError::Invalid(e.to_string()))?,
+                owner_id: r.try_get("owner_id")?,
+                invoices: self.case_invoices(id).await?.iter().filter_map(|n| InvoiceNumber::parse(n).ok()).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn case_invoices(&self, case_id: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query("SELECT invoice_number FROM case_invoices WHERE case_id = $1 ORDER BY invoice_number")
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    pub async fn insert_case(&self, tx: &mut Tx, c: &NewCase<'_>, invoices: &[InvoiceNumber], actor: &str) -> Result<i64> {
+        let t = now();
+        let id: i64 = sqlx::query(
+            "INSERT INTO cases (kind, client_id, category, status, owner_id, priority, priority_reason, amount_cents, disputed_cents, language, opened_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+        )
+        .bind(c.kind.as_str())
+        .bind(c.client_id)
+        .bind(c.category)
+        .bind(c.status.as_str())
+        .bind(c.owner_id)
+        .bind(c.priority)
+        .bind(c.priority_reason)
+        .bind(c.amount_cents)
+        .bind(c.disputed_cents)
+        .bind(c.language)
+        .bind(t)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+        self.add_case_invoices(tx, id, invoices).await?;
+        sqlx::query("INSERT INTO case_status_history (case_id, from_status, to_status, actor, reason, at) VALUES ($1, NULL, $2, $3, 'case opened', $4)")
+            .bind(id)
+            .bind(c.status.as_str())
+            .bind(actor)
+            .bind(t)
+            .execute(&mut **tx)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn add_case_invoices(&self, tx: &mut Tx, case_id: i64, invoices: &[InvoiceNumber]) -> Result<()> {
+        for n in invoices {
+            sqlx::query("INSERT INTO case_invoices (case_id, invoice_number) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(case_id)
+                .bind(n.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Moves a case from `from` to `to` (refused if it is no longer in `from`).
+    pub async fn set_case_status(&self, tx: &mut Tx, case_id: i64, from: Status, to: Status, actor: &str, reason: Option<&str>) -> Result<()> {
+        let t = now();
+        let closed = if to.is_closed() { Some(t) } else { None };
+        let done = sqlx::query("UPDATE cases SET status = $1, updated_at = $2, closed_at = $3 WHERE id = $4 AND status = $5")
+            .bind(to.as_str())
+            .bind(t)
+            .bind(closed)
+            .bind(case_id)
+            .bind(from.as_str())
+            .execute(&mut **tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!("case {case_id} is no longer {from}")));
+        }
+        sqlx::query("INSERT INTO case_status_history (case_id, from_status, to_status, actor, reason, at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(case_id)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(actor)
+            .bind(reason)
+            .bind(t)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn touch_case(&self, tx: &mut Tx, case_id: i64) -> Result<()> {
+        sqlx::query("UPDATE cases SET updated_at = $1 WHERE id = $2").bind(now()).bind(case_id).execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    pub async fn insert_task(&self, tx: &mut Tx, t: &NewTask<'_>) -> Result<i64> {
+        Ok(sqlx::query(
+            "INSERT INTO tasks (case_id, invoice_number, message_id, kind, owner_id, status, note, due_date, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8) RETURNING id",
+        )
+        .bind(t.case_id)
+        .bind(t.invoice_number)
+        .bind(t.message_id)
+        .bind(t.kind)
+        .bind(t.owner_id)
+        .bind(t.note)
+        .bind(t.due_date.clone())
+        .bind(now())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?)
+    }
+
+    pub async fn insert_draft(&self, tx: &mut Tx, d: &NewDraft<'_>) -> Result<i64> {
+        Ok(sqlx::query(
+            "INSERT INTO drafts (case_id, message_id, kind, language, to_addr, subject, body, status, template, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) RETURNING id",
+        )
+        .bind(d.case_id)
+        .bind(d.message_id)
+        .bind(d.kind)
+        .bind(d.language)
+        .bind(d.to_addr)
+        .bind(d.subject)
+        .bind(d.body)
+        .bind(d.template)
+        .bind(now())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?)
+    }
+
+    /// Records a promise to pay on invoices.
+    pub async fn record_promise(&self, tx: &mut Tx, invoices: &[InvoiceNumber], date: Option<&str>) -> Result<()> {
+        for n in invoices {
+            sqlx::query("UPDATE invoices SET promised_date = COALESCE($1, promised_date), updated_at = $2 WHERE number = $3")
+                .bind(date)
+                .bind(now())
+                .bind(n.as_str())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records that the client says it paid these invoices.
+    pub async fn record_payment_notice(&self, tx: &mut Tx, invoices: &[InvoiceNumber]) -> Result<()> {
+        for n in invoices {
+            sqlx::query("UPDATE invoices SET payment_noticed_at = $1, updated_at = $1 WHERE number = $2").bind(now()).bind(n.as_str()).execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn cases(&self, status: Option<&str>, owner: Option<&str>) -> Result<Vec<CaseRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{CASE_SELECT} WHERE ($1 IS NULL OR c.status = $1) AND ($2 IS NULL OR c.owner_id = $2) ORDER BY c.priority DESC, c.id"
+        )))
+        .bind(status)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut c = case_from_row(r)?;
+            c.invoices = self.case_invoices(c.id).await?;
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    pub async fn case(&self, id: i64) -> Result<CaseRow> {
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!("{CASE_SELECT} WHERE c.id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("case {id}")))?;
+        let mut c = case_from_row(&r)?;
+        c.invoices = self.case_invoices(id).await?;
+        Ok(c)
+    }
+
+    pub async fn status_history(&self, case_id: i64) -> Result<Vec<StatusChange>> {
+        let rows = sqlx::query("SELECT from_status, to_status, actor, reason, at FROM case_status_history WHERE case_id = $1 ORDER BY id").bind(case_id).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(StatusChange { from_status: r.try_get("from_status")?, to_status: r.try_get("to_status")?, actor: r.try_get("actor")?, reason: r.try_get("reason")?, at: r.try_get("at")? }))
+            .collect()
+    }
+
+    pub async fn tasks(&self, case_id: Option<i64>, owner: Option<&str>, status: Option<&str>) -> Result<Vec<TaskRow>> {
+        let rows = sqlx::query(
+            "SELECT id, case_id, invoice_number, message_id, kind, owner_id, status, note, due_date, created_at FROM tasks \
+             WHERE ($1 IS NULL OR case_id = $1) AND ($2 IS NULL OR owner_id = $2) AND ($3 IS NULL OR status = $3) ORDER BY id",
+        )
+        .bind(case_id)
+        .bind(owner)
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TaskRow {
+                    id: r.try_get("id")?,
+                    case_id: r.try_get("case_id")?,
+                    invoice_number: r.try_get("invoice_number")?,
+                    message_id: r.try_get("message_id")?,
+                    kind: r.try_get("kind")?,
+                    owner_id: r.try_get("owner_id")?,
+                    status: r.try_get("status")?,
+                    note: r.try_get("note")?,
+                    due_date: r.try_get("due_date")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn drafts(&self, status: Option<&str>, case_id: Option<i64>) -> Result<Vec<DraftRow>> {
+        let rows = sqlx::query(
+            "SELECT id, case_id, message_id, kind, language, to_addr, subject, body, status, template, created_at, decided_by, decided_at, reason FROM drafts \
+             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR case_id = $2) ORDER BY id",
+        )
+        .bind(status)
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(draft_from_row).collect()
+    }
+
+    pub async fn draft(&self, id: i64) -> Result<DraftRow> {
+        let r = sqlx::query("SELECT id, case_id, message_id, kind, language, to_addr, subject, body, status, template, created_at, decided_by, decided_at, reason FROM drafts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("draft {id}")))?;
+        draft_from_row(&r)
+    }
+}

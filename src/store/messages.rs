@@ -1,0 +1,224 @@
+//! store::messages: raw messages stored once, mailbox checkpoints, thread
+//! lookups and the processing state of each message.
+
+use super::{now, Result, Store, Tx};
+use crate::domain::InvoiceNumber;
+use crate::flow::link::ThreadHit;
+use sqlx::Row;
+
+macro_rules! msg_cols {
+    () => {
+        "id, direction, message_id, state, subject, from_addr, date_at, client_id, link_method, link_confidence, category, classification, disposition, owner_id, case_id, last_error, parsed"
+    };
+}
+
+/// A message to store, as ingest hands it over.
+#[derive(Debug, Clone)]
+pub struct NewRaw<'a> {
+    /// `in` (client mail) or `out` (mail we sent).
+    pub direction: &'a str,
+    /// Where it came from: `file:PATH`, `imap:MAILBOX`, `outbox`.
+    pub source: String,
+    pub mailbox: Option<&'a str>,
+    pub uidvalidity: Option<i64>,
+    pub uid: Option<i64>,
+    pub message_id: Option<String>,
+    pub content_hash: String,
+    pub raw: &'a [u8],
+}
+
+/// A stored message waiting for the flow.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub id: i64,
+    pub direction: String,
+    pub raw: Vec<u8>,
+    pub attempts: i64,
+}
+
+/// A summary row for lists.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MessageRow {
+    pub id: i64,
+    pub direction: String,
+    pub message_id: Option<String>,
+    pub state: String,
+    pub subject: Option<String>,
+    pub from_addr: Option<String>,
+    pub date_at: Option<i64>,
+    pub client_id: Option<String>,
+    pub link_method: Option<String>,
+    pub link_confidence: Option<f64>,
+    pub category: Option<String>,
+    pub classification: Option<String>,
+    pub disposition: Option<String>,
+    pub owner_id: Option<String>,
+    pub case_id: Option<i64>,
+    pub last_error: Option<String>,
+    pub invoices: Vec<String>,
+    pub parsed: Option<String>,
+}
+
+impl Store {
+    /// Stores a raw message unless the same one (Message-ID, content hash or
+    /// mailbox UID) is already stored. Returns the new id, or None for a
+    /// duplicate. Runs inside the caller's transaction so that a mailbox
+    /// checkpoint can be written with it.
+    pub async fn insert_raw(&self, tx: &mut Tx, m: &NewRaw<'_>) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "INSERT INTO messages (direction, message_id, content_hash, source, mailbox, uidvalidity, uid, raw, received_at, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'accepted') ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(m.direction)
+        .bind(m.message_id.clone())
+        .bind(&m.content_hash)
+        .bind(&m.source)
+        .bind(m.mailbox)
+        .bind(m.uidvalidity)
+        .bind(m.uid)
+        .bind(m.raw.to_vec())
+        .bind(now())
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        })
+    }
+
+    /// Records the last UID fully ingested for a mailbox (same transaction as
+    /// the message).
+    pub async fn set_checkpoint(&self, tx: &mut Tx, mailbox: &str, uidvalidity: i64, last_uid: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO mailbox_checkpoints (mailbox, uidvalidity, last_uid, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, updated_at = excluded.updated_at",
+        )
+        .bind(mailbox)
+        .bind(uidvalidity)
+        .bind(last_uid)
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn checkpoint(&self, mailbox: &str) -> Result<Option<(i64, i64)>> {
+        let r = sqlx::query("SELECT uidvalidity, last_uid FROM mailbox_checkpoints WHERE mailbox = $1").bind(mailbox).fetch_optional(&self.pool).await?;
+        Ok(match r {
+            Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+            None => None,
+        })
+    }
+
+    /// Messages stored but not yet through the flow, oldest first.
+    pub async fn accepted(&self, limit: i64) -> Result<Vec<Accepted>> {
+        let rows = sqlx::query("SELECT id, direction, raw, attempts FROM messages WHERE state = 'accepted' ORDER BY id LIMIT $1").bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(Accepted { id: r.try_get("id")?, direction: r.try_get("direction")?, raw: r.try_get("raw")?, attempts: r.try_get("attempts")? }))
+            .collect()
+    }
+
+    /// Records a failed processing attempt; after `max_attempts` the message
+    /// is set aside as `failed` (kept, visible, retried by hand).
+    pub async fn processing_failed(&self, id: i64, error: &str, max_attempts: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE messages SET attempts = attempts + 1, last_error = $2, \
+             state = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE state END WHERE id = $1 AND state = 'accepted'",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(max_attempts)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stored messages that the given Message-IDs point at, with their client,
+    /// invoices and case.
+    pub async fn thread_hits(&self, ids: &[String]) -> Result<Vec<(ThreadHit, Option<i64>)>> {
+        let mut out = Vec::new();
+        for mid in ids.iter().rev().take(20) {
+            let row = sqlx::query("SELECT id, client_id, case_id FROM messages WHERE message_id = $1").bind(mid).fetch_optional(&self.pool).await?;
+            let Some(r) = row else { continue };
+            let id: i64 = r.try_get("id")?;
+            let invoices = sqlx::query("SELECT invoice_number FROM message_invoices WHERE message_id = $1 ORDER BY invoice_number")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .filter_map(|r| r.try_get::<String, _>(0).ok().and_then(|n| InvoiceNumber::parse(&n).ok()))
+                .collect();
+            out.push((ThreadHit { message_id: mid.clone(), client_id: r.try_get("client_id")?, invoices }, r.try_get("case_id")?));
+        }
+        Ok(out)
+    }
+
+    pub async fn message(&self, id: i64) -> Result<MessageRow> {
+        let r = sqlx::query(concat!("SELECT ", msg_cols!(), " FROM messages WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?.ok_or_else(|| super::StoreError::NotFound(format!("message {id}")))?;
+        self.message_row(&r).await
+    }
+
+    async fn message_row(&self, r: &sqlx::any::AnyRow) -> Result<MessageRow> {
+        let id: i64 = r.try_get("id")?;
+        let invoices = sqlx::query("SELECT invoice_number FROM message_invoices WHERE message_id = $1 ORDER BY invoice_number")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MessageRow {
+            id,
+            direction: r.try_get("direction")?,
+            message_id: r.try_get("message_id")?,
+            state: r.try_get("state")?,
+            subject: r.try_get("subject")?,
+            from_addr: r.try_get("from_addr")?,
+            date_at: r.try_get("date_at")?,
+            client_id: r.try_get("client_id")?,
+            link_method: r.try_get("link_method")?,
+            link_confidence: r.try_get("link_confidence")?,
+            category: r.try_get("category")?,
+            classification: r.try_get("classification")?,
+            disposition: r.try_get("disposition")?,
+            owner_id: r.try_get("owner_id")?,
+            case_id: r.try_get("case_id")?,
+            last_error: r.try_get("last_error")?,
+            invoices,
+            parsed: r.try_get("parsed")?,
+        })
+    }
+
+    /// Messages filtered by disposition (`unlinked`, `ignored`…) or state.
+    pub async fn messages_where(&self, disposition: Option<&str>, state: Option<&str>, case_id: Option<i64>) -> Result<Vec<MessageRow>> {
+        let rows = sqlx::query(concat!("SELECT ", msg_cols!(), " FROM messages WHERE ($1 IS NULL OR disposition = $1) AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR case_id = $3) ORDER BY id"))
+            .bind(disposition)
+            .bind(state)
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.message_row(r).await?);
+        }
+        Ok(out)
+    }
+
+    /// The source path (for files) of a message, to match corpus labels.
+    pub async fn message_source(&self, id: i64) -> Result<String> {
+        let r = sqlx::query("SELECT source FROM messages WHERE id = $1").bind(id).fetch_one(&self.pool).await?;
+        Ok(r.try_get(0)?)
+    }
+}
+
+
+impl Store {
+    /// A stored message by its Message-ID header.
+    pub async fn messages_by_message_id(&self, mid: &str) -> Result<Option<MessageRow>> {
+        let r = sqlx::query(concat!("SELECT ", msg_cols!(), " FROM messages WHERE message_id = $1")).bind(mid).fetch_optional(&self.pool).await?;
+        match r {
+            Some(r) => Ok(Some(self.message_row(&r).await?)),
+            None => Ok(None),
+        }
+    }
+}

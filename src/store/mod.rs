@@ -1,0 +1,143 @@
+//! store: the database behind every stage, through sqlx's `Any` driver so the
+//! same portable SQL runs on SQLite (embedded default) and PostgreSQL.
+//!
+//! Conventions: times are UTC epoch seconds, dates ISO text, money cents.
+//! Every write that changes a case goes through a [`Tx`] that also appends an
+//! audit event (see [`audit`]).
+
+pub mod audit;
+pub mod cases;
+pub mod ledger;
+pub mod messages;
+pub mod outbox;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyPool};
+use std::path::Path;
+use std::time::Duration;
+
+/// Errors of the store, with the source kept.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("cannot run migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is invalid: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which SQL engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A transaction on either backend.
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+/// The database handle shared by every stage.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates.
+    /// `sqlite://PATH` or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres") { Backend::Postgres } else { Backend::Sqlite };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
+                if let Some(path) = url.strip_prefix("sqlite://") {
+                    if let Some(parent) = Path::new(path.split('?').next().unwrap_or(path)).parent() {
+                        if !parent.as_os_str().is_empty() {
+                            let _ = std::fs::create_dir_all(parent);
+                        }
+                    }
+                }
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let opts = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(30));
+        let opts = if backend == Backend::Sqlite {
+            // WAL lets readers go on while one writer writes; foreign keys are on
+            // by default in sqlx's SQLite driver; wait for the write lock
+            // instead of failing at once.
+            opts.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys=ON").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA busy_timeout=30000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
+        } else {
+            opts
+        };
+        let pool = opts.connect(&url).await.map_err(|source| StoreError::Open { url: redact(&url), source })?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATOR.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATOR.run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// Begins a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`) so that read-then-write sequences (the audit chain)
+    /// never race; PostgreSQL serialises the audit chain with an advisory lock.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+}
+
+/// Hides a password in a database URL for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Current time as epoch seconds.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

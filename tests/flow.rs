@@ -1,0 +1,317 @@
+//! The whole flow as a user runs it, against real databases (SQLite and the
+//! test machine's PostgreSQL) and a real SMTP server in the process: import,
+//! ingest, cases, the approval gate, sending, the audit chain, eval, and the
+//! shared MIME and corpus sets when `../shared` is present.
+
+#[path = "support/smtp_server.rs"]
+mod smtp_server;
+
+use dispute_desk::config::Config;
+use dispute_desk::domain::EmailAddress;
+use dispute_desk::flow::approve::{self, ApproveError};
+use dispute_desk::mail::smtp::SmtpSender;
+use dispute_desk::store::audit::{self, Verdict};
+use dispute_desk::store::Store;
+use dispute_desk::{app, eval};
+use std::path::PathBuf;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn mini() -> PathBuf {
+    root().join("tests/fixtures/mini")
+}
+
+fn shared() -> Option<PathBuf> {
+    let p = root().join("../shared");
+    p.is_dir().then_some(p)
+}
+
+/// A test desk: its own data folder and database.
+struct Desk {
+    cfg: Config,
+    _dir: tempfile::TempDir,
+}
+
+impl Desk {
+    async fn sqlite() -> Desk {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.data_dir = dir.path().to_path_buf();
+        cfg.policies_dir = Some(root().join("policies"));
+        cfg.prompts_dir = Some(root().join("prompts"));
+        cfg.company.name = "Sud Levage SARL".into();
+        cfg.company.from_address = "julie.morel@sud-levage.fr".into();
+        Desk { cfg, _dir: dir }
+    }
+
+    /// A fresh database on the test PostgreSQL server
+    /// (`DISPUTE_DESK_TEST_PG`, default postgres://postgres@127.0.0.1:5432/postgres).
+    async fn postgres() -> Desk {
+        let admin = std::env::var("DISPUTE_DESK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        sqlx::any::install_default_drivers();
+        let name = format!("dd_test_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin}): {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
+        pool.close().await;
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+        let mut d = Desk::sqlite().await;
+        d.cfg.database_url = Some(format!("{base}/{name}"));
+        d
+    }
+
+    async fn open(&self) -> Store {
+        app::open(&self.cfg).await.unwrap().0
+    }
+
+    /// Imports the mini company and ingests its mail.
+    async fn load_mini(&self) -> (Store, app::IngestReport) {
+        let (store, policy) = app::open(&self.cfg).await.unwrap();
+        app::import_corpus(&store, &mini()).await.unwrap();
+        let mut p = app::pipeline(&self.cfg, store.clone(), policy).await.unwrap();
+        let r = app::ingest_path(&mut p, &mini(), false).await.unwrap();
+        (store, r)
+    }
+}
+
+#[tokio::test]
+async fn import_refuses_a_bad_row_and_keeps_nothing_from_that_file() {
+    let desk = Desk::sqlite().await;
+    let store = desk.open().await;
+    let dir = tempfile::tempdir().unwrap();
+    app::import_file(&store, "users", &mini().join("users.csv")).await.unwrap();
+    app::import_file(&store, "clients", &mini().join("clients.csv")).await.unwrap();
+    let bad = dir.path().join("invoices.csv");
+    std::fs::write(
+        &bad,
+        "number,client_id,issue_date,due_date,amount,currency,status,po_number,project\n\
+         X-1,K1,2026-01-01,2026-02-01,10.00,EUR,open,,\n\
+         X-2,K1,2026-01-01,2026-02-01,10.00,EUR,lost,,\n",
+    )
+    .unwrap();
+    let e = app::import_file(&store, "invoices", &bad).await.unwrap_err().to_string();
+    assert!(e.contains("invoices.csv:3:7 (status): unknown status \"lost\""), "{e}");
+    let unknown_client = dir.path().join("inv2.csv");
+    std::fs::write(&unknown_client, "number,client_id,issue_date,due_date,amount,currency,status,po_number,project\nX-3,NOPE,2026-01-01,2026-02-01,1,EUR,open,,\n").unwrap();
+    let e = app::import_file(&store, "invoices", &unknown_client).await.unwrap_err().to_string();
+    assert!(e.contains("inv2.csv:2:2 (client_id): unknown client \"NOPE\""), "{e}");
+    assert_eq!(store.directory().await.unwrap().invoices.len(), 0, "nothing from a refused file is imported");
+
+    // Importing the same good file twice changes nothing.
+    for _ in 0..2 {
+        assert_eq!(app::import_file(&store, "invoices", &mini().join("invoices.csv")).await.unwrap(), 4);
+    }
+    assert_eq!(store.directory().await.unwrap().invoices.len(), 4);
+    assert_eq!(store.users().await.unwrap().len(), 4);
+}
+
+async fn check_mini_flow(desk: &Desk) {
+    let (store, r) = desk.load_mini().await;
+    assert_eq!((r.files, r.stored, r.duplicates), (5, 5, 0));
+    let find = |file: &str| {
+        let store = store.clone();
+        let file = file.to_string();
+        async move {
+            for m in store.messages_where(None, None, None).await.unwrap() {
+                if store.message_source(m.id).await.unwrap().ends_with(&file) {
+                    return m;
+                }
+            }
+            panic!("{file} not stored")
+        }
+    };
+    // 0001: price dispute, number written "SL-26-101" → case for the account owner.
+    let m1 = find("0001.eml").await;
+    assert_eq!(m1.invoices, vec!["SL-26-0101"]);
+    assert_eq!(m1.category.as_deref(), Some("price"));
+    assert_eq!(m1.owner_id.as_deref(), Some("S1"));
+    let case1 = store.case(m1.case_id.expect("a dispute opens a case")).await.unwrap();
+    assert_eq!((case1.status.as_str(), case1.kind.as_str()), ("open", "dispute"));
+    assert!(case1.priority > 0 && case1.priority_reason.contains("strategic client"), "{}", case1.priority_reason);
+    let drafts = store.drafts(Some("pending"), Some(case1.id)).await.unwrap();
+    assert_eq!(drafts.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>(), vec!["reply", "brief"]);
+    assert!(drafts[0].body.contains("SL-26-0101") && drafts[0].body.contains("4\u{202f}320,00"), "{}", drafts[0].body);
+    assert_eq!(drafts[0].to_addr.as_deref(), Some("p.garnier@transports-garnier.fr"));
+    // 0002: promise in reply to our reminder → recorded, check task, no case.
+    let m2 = find("0002.eml").await;
+    assert_eq!(m2.category.as_deref(), Some("promise_to_pay"));
+    assert_eq!(m2.invoices, vec!["SL-26-0102"]);
+    assert_eq!(m2.case_id, None);
+    let tasks = store.tasks(None, Some("A1"), Some("open")).await.unwrap();
+    assert!(tasks.iter().any(|t| t.kind == "check_promise" && t.due_date.as_deref() == Some("2026-03-15")), "{tasks:?}");
+    // 0003: English non-conformity → technical lead, English drafts.
+    let m3 = find("0003.eml").await;
+    assert_eq!((m3.category.as_deref(), m3.owner_id.as_deref()), (Some("non_conformity"), Some("T1")));
+    let d3 = store.drafts(Some("pending"), m3.case_id).await.unwrap();
+    assert!(d3[0].body.starts_with("Dear Sarah Connolly"), "{}", d3[0].body);
+    // 0004: a newsletter opens nothing.
+    let m4 = find("0004.eml").await;
+    assert_eq!((m4.disposition.as_deref(), m4.case_id, m4.owner_id.clone()), (Some("ignored"), None, None));
+    assert_eq!(store.cases(None, None).await.unwrap().len(), 2);
+
+    // The same folder again: stored once, processed once.
+    let (store2, policy) = app::open(&desk.cfg).await.unwrap();
+    let mut p = app::pipeline(&desk.cfg, store2, policy).await.unwrap();
+    let again = app::ingest_path(&mut p, &mini(), false).await.unwrap();
+    assert_eq!((again.stored, again.duplicates, again.outcomes.len()), (0, 5, 0));
+    assert_eq!(store.cases(None, None).await.unwrap().len(), 2);
+    assert_eq!(audit::verify(&store).await.unwrap(), Verdict::Intact { rows: audit_rows(&store).await });
+}
+
+async fn audit_rows(store: &Store) -> u64 {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&store.pool).await.unwrap();
+    assert!(n > 0);
+    n as u64
+}
+
+#[tokio::test]
+async fn mini_company_flow_on_sqlite() {
+    check_mini_flow(&Desk::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn mini_company_flow_on_postgres() {
+    check_mini_flow(&Desk::postgres().await).await;
+}
+
+async fn approval_gate_and_smtp(desk: &Desk) {
+    let (store, _) = desk.load_mini().await;
+    let policy = dispute_desk::policy::Policy::load(desk.cfg.policies_dir.as_deref()).unwrap();
+    let from = EmailAddress::parse(&desk.cfg.company.from_address).unwrap();
+    let reply = store.drafts(Some("pending"), None).await.unwrap().into_iter().find(|d| d.kind == "reply" && d.to_addr.as_deref() == Some("p.garnier@transports-garnier.fr")).unwrap();
+    assert!(store.outbox().await.unwrap().is_empty(), "nothing is queued before an approval");
+
+    // A sales rep may not approve; nothing is queued.
+    let sales = store.user("S1").await.unwrap();
+    let e = approve::approve(&store, &policy, &from, "Sud Levage", reply.id, &sales).await.unwrap_err();
+    assert!(matches!(e, ApproveError::NotAllowed { .. }), "{e}");
+    assert!(store.outbox().await.unwrap().is_empty());
+
+    // An accountant edits then approves: exactly one outbox row.
+    let acc = store.user("julie.morel@sud-levage.fr").await.unwrap();
+    let edited = format!("{}\nPS : nous vérifions le devis signé.\n", reply.body);
+    approve::edit(&store, &policy, reply.id, &acc, &edited).await.unwrap();
+    let a = approve::approve(&store, &policy, &from, "Sud Levage", reply.id, &acc).await.unwrap();
+    assert!(a.outbox_id.is_some());
+    let again = approve::approve(&store, &policy, &from, "Sud Levage", reply.id, &acc).await.unwrap_err();
+    assert!(matches!(again, ApproveError::AlreadyDecided { .. }), "{again}");
+    assert_eq!(store.outbox().await.unwrap().len(), 1);
+    assert!(matches!(approve::reject(&store, &policy, reply.id + 1, &acc, "  ").await, Err(ApproveError::NoReason)));
+
+    // SMTP down: the row waits for a retry, nothing is lost.
+    let mut down = dispute_desk::mail::smtp::SmtpConfig::default();
+    down.port = smtp_server::closed_port();
+    down.timeout_secs = 2;
+    let r = dispute_desk::flow::outbox::send_due(&store, &SmtpSender::new(&down).unwrap(), 5).await.unwrap();
+    assert_eq!((r.sent, r.retried), (0, 1));
+    let row = &store.outbox().await.unwrap()[0];
+    assert_eq!(row.status, "queued");
+    assert!(row.last_error.is_some());
+    sqlx::query("UPDATE outbox SET next_attempt_at = 0").execute(&store.pool).await.unwrap();
+
+    // SMTP up: sent once, with threading headers, then never again.
+    let smtp = smtp_server::spawn_smtp(mailin::response::OK);
+    let sender = SmtpSender::new(&smtp.config).unwrap();
+    let r = dispute_desk::flow::outbox::send_due(&store, &sender, 5).await.unwrap();
+    assert_eq!(r.sent, 1);
+    let r = dispute_desk::flow::outbox::send_due(&store, &sender, 5).await.unwrap();
+    assert_eq!(r.sent, 0);
+    let got = smtp.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to, vec!["p.garnier@transports-garnier.fr".to_string()]);
+    let stored_raw = store.outbox().await.unwrap()[0].raw.clone();
+    assert_eq!(got[0].data.strip_suffix(b"\r\n").unwrap_or(&got[0].data), stored_raw.as_slice(), "the server got exactly the stored bytes");
+    let parsed = mail_parser::MessageParser::default().parse(&got[0].data).unwrap();
+    assert_eq!(parsed.in_reply_to().as_text(), Some("g1@transports-garnier.fr"));
+    assert!(parsed.subject().unwrap().starts_with("Re: Facture SL 26 101"));
+    let body = parsed.body_text(0).unwrap();
+    assert!(body.contains("SL-26-0101") && body.contains("nous vérifions le devis signé"), "{body}");
+    assert_eq!(store.outbox().await.unwrap()[0].status, "sent");
+
+    // The client's answer threads to what we sent and lands on the same case.
+    let case_id = reply.case_id.unwrap();
+    let answer = format!(
+        "From: Paul Garnier <p.garnier@transports-garnier.fr>\r\nTo: julie.morel@sud-levage.fr\r\nSubject: Re: votre réponse\r\nDate: Thu, 05 Mar 2026 09:00:00 +0100\r\nMessage-ID: <g9@transports-garnier.fr>\r\nIn-Reply-To: <{}>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nMerci, nous attendons votre avoir.\r\n",
+        store.outbox().await.unwrap()[0].message_id
+    );
+    let f = desk.cfg.data_dir.join("answer.eml");
+    std::fs::write(&f, answer).unwrap();
+    let (s2, policy2) = app::open(&desk.cfg).await.unwrap();
+    let mut p = app::pipeline(&desk.cfg, s2, policy2).await.unwrap();
+    let r = app::ingest_path(&mut p, &f, false).await.unwrap();
+    assert_eq!(r.outcomes[0].case_id, Some(case_id));
+    assert_eq!(r.outcomes[0].invoices, vec!["SL-26-0101".to_string()]);
+    assert!(matches!(audit::verify(&store).await.unwrap(), Verdict::Intact { .. }));
+}
+
+#[tokio::test]
+async fn approval_gate_then_one_smtp_delivery_on_sqlite() {
+    approval_gate_and_smtp(&Desk::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn approval_gate_then_one_smtp_delivery_on_postgres() {
+    approval_gate_and_smtp(&Desk::postgres().await).await;
+}
+
+#[tokio::test]
+async fn audit_verify_names_the_altered_row() {
+    let desk = Desk::sqlite().await;
+    let (store, _) = desk.load_mini().await;
+    let n = audit_rows(&store).await;
+    assert_eq!(audit::verify(&store).await.unwrap(), Verdict::Intact { rows: n });
+    sqlx::query("UPDATE audit_events SET detail = '{\"owner\":\"M1\"}' WHERE id = 3").execute(&store.pool).await.unwrap();
+    match audit::verify(&store).await.unwrap() {
+        Verdict::Broken { row_id, reason } => assert!(row_id == 3 && reason.contains("altered"), "{row_id} {reason}"),
+        v => panic!("tampering not caught: {v:?}"),
+    }
+}
+
+#[tokio::test]
+async fn eval_on_the_project_corpora() {
+    // Our own corpora, written without tuning the rules on them.
+    for (dir, min_f1) in [(mini(), 0.99), (root().join("demo"), 0.0)] {
+        let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
+        println!("{}", eval::render(&r));
+        assert!(r.messages > 0);
+        assert!(r.category_macro_f1 >= min_f1, "{}: macro-F1 {}", dir.display(), r.category_macro_f1);
+        assert!(r.link_precision >= 0.9 && r.link_recall >= 0.9, "{}: link {} {}", dir.display(), r.link_precision, r.link_recall);
+    }
+}
+
+#[tokio::test]
+async fn shared_dev_corpus_eval_meets_the_measured_floor() {
+    let Some(shared) = shared() else {
+        println!("skipped: ../shared not found (the dev corpus eval runs where it is present)");
+        return;
+    };
+    let r = eval::run(&shared.join("corpus/dev"), &Desk::sqlite().await.cfg).await.unwrap();
+    println!("{}", eval::render(&r));
+    assert_eq!(r.messages, 63);
+    assert!(r.link_precision >= 0.95, "link precision {}", r.link_precision);
+    assert!(r.link_recall >= 0.95, "link recall {}", r.link_recall);
+    // Floors at what the rules reach today (see the issue note); the product target is 0.80.
+    assert!(r.category_macro_f1 >= 0.55, "macro-F1 {}", r.category_macro_f1);
+    assert!(r.owner_accuracy >= 0.65, "owner accuracy {}", r.owner_accuracy);
+}
+
+#[tokio::test]
+async fn every_shared_mime_message_is_ingested_without_error() {
+    let Some(shared) = shared() else {
+        println!("skipped: ../shared not found (the MIME set runs where it is present)");
+        return;
+    };
+    let desk = Desk::sqlite().await;
+    let (store, _) = desk.load_mini().await;
+    let (s, policy) = app::open(&desk.cfg).await.unwrap();
+    let mut p = app::pipeline(&desk.cfg, s, policy).await.unwrap();
+    let r = app::ingest_path(&mut p, &shared.join("mime"), false).await.unwrap();
+    println!("mime set: {} files, {} stored, {} duplicates, {} processed in {:.2} s", r.files, r.stored, r.duplicates, r.outcomes.len(), r.seconds);
+    assert!(r.files >= 100);
+    assert_eq!(r.stored + r.duplicates, r.files);
+    assert_eq!(r.outcomes.iter().filter(|o| o.direction == "in").count(), r.stored, "every stored message went through the flow");
+    assert!(store.messages_where(None, Some("failed"), None).await.unwrap().is_empty());
+    assert!(store.messages_where(None, Some("accepted"), None).await.unwrap().is_empty());
+}
+
