@@ -215,7 +215,8 @@ impl Drafter {
     }
 
     fn render(&self, name: &str, f: &DraftFacts) -> Result<String, DraftError> {
-        self.tera.render(name, &self.context(f)).map_err(|e| {
+        // Templates open with a comment line: no leading blank line in a draft.
+        self.tera.render(name, &self.context(f)).map(|s| s.trim_start().to_string()).map_err(|e| {
             let mut reason = e.to_string();
             let mut src = std::error::Error::source(&e);
             while let Some(s) = src {
