@@ -270,13 +270,15 @@ async fn audit_verify_names_the_altered_row() {
 
 #[tokio::test]
 async fn eval_on_the_project_corpora() {
-    // Our own corpora, written without tuning the rules on them.
-    for (dir, min_f1) in [(mini(), 0.99), (root().join("demo"), 0.0)] {
+    // Our own corpora. demo/ was written before the rules were tuned and is
+    // the held-out check (measured 0.748 when first run); floors just under
+    // what is measured today, so a regression fails.
+    for (dir, min_f1) in [(mini(), 0.99), (root().join("demo"), 0.72)] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));
         assert!(r.messages > 0);
         assert!(r.category_macro_f1 >= min_f1, "{}: macro-F1 {}", dir.display(), r.category_macro_f1);
-        assert!(r.link_precision >= 0.9 && r.link_recall >= 0.9, "{}: link {} {}", dir.display(), r.link_precision, r.link_recall);
+        assert!(r.link_precision >= 0.98 && r.link_recall >= 0.97, "{}: link {} {}", dir.display(), r.link_precision, r.link_recall);
     }
 }
 
@@ -289,11 +291,12 @@ async fn shared_dev_corpus_eval_meets_the_measured_floor() {
     let r = eval::run(&shared.join("corpus/dev"), &Desk::sqlite().await.cfg).await.unwrap();
     println!("{}", eval::render(&r));
     assert_eq!(r.messages, 63);
-    assert!(r.link_precision >= 0.95, "link precision {}", r.link_precision);
-    assert!(r.link_recall >= 0.95, "link recall {}", r.link_recall);
-    // Floors at what the rules reach today (see the issue note); the product target is 0.80.
-    assert!(r.category_macro_f1 >= 0.55, "macro-F1 {}", r.category_macro_f1);
-    assert!(r.owner_accuracy >= 0.65, "owner accuracy {}", r.owner_accuracy);
+    assert!(r.link_precision >= 0.98, "link precision {}", r.link_precision);
+    assert!(r.link_recall >= 0.97, "link recall {}", r.link_recall);
+    // Floors just under what the rules reach today (0.970 / 0.984, see the
+    // issue note); the product target on unseen mail is 0.80.
+    assert!(r.category_macro_f1 >= 0.93, "macro-F1 {}", r.category_macro_f1);
+    assert!(r.owner_accuracy >= 0.95, "owner accuracy {}", r.owner_accuracy);
 }
 
 #[tokio::test]

@@ -784,6 +784,23 @@ fn trust(found: Vec<Found>, dir: &Directory, sender: Option<&str>, what: &str, n
     Some(Trusted { ids: ids.into_iter().collect(), client, found: kept })
 }
 
+/// A reply keeps our subject (`RE: Relance factures A, B, C`) while the
+/// client's own words name the one they mean (`Concernant la B, ...`). When
+/// the subject is a reply's and the new text or an attachment names some of
+/// the invoices, the subject's other numbers are ours, not the client's.
+fn narrow_to_new_text(t: &mut Trusted, msg: &Message, notes: &mut Vec<String>) {
+    if !crate::mail::smtp::has_reply_prefix(&msg.subject) {
+        return;
+    }
+    let own: BTreeSet<usize> = t.found.iter().filter(|f| f.src != Src::Subject).flat_map(|f| f.ids.iter().copied()).collect();
+    if own.is_empty() || own.len() == t.ids.len() {
+        return;
+    }
+    notes.push(format!("reply subject names {} invoices, the new text {}: the new text's taken", t.ids.len(), own.len()));
+    t.ids.retain(|i| own.contains(i));
+    t.found.retain(|f| f.src != Src::Subject || f.ids.iter().any(|i| own.contains(i)));
+}
+
 fn numbers_of(ids: &[usize], dir: &Directory) -> Vec<InvoiceNumber> {
     let set: BTreeSet<&InvoiceNumber> = ids.iter().map(|&i| &dir.invoices[i].number).collect();
     set.into_iter().cloned().collect()
@@ -872,7 +889,8 @@ pub fn link(msg: &Message, dir: &Directory, thread: &[ThreadHit]) -> Link {
             found.extend(scan(name, Src::Attachment, RefKind::Invoice, dir, ix, sc, &mut notes));
         }
     }
-    if let Some(t) = trust(found, dir, sc, "number", &mut notes) {
+    if let Some(mut t) = trust(found, dir, sc, "number", &mut notes) {
+        narrow_to_new_text(&mut t, msg, &mut notes);
         describe(&t.found, dir, "number", &mut notes);
         let agrees = sender_agrees(&sender, &t.client, &mut notes);
         let short = t.found.iter().any(|f| f.tier == Tier::Short);
@@ -1265,6 +1283,23 @@ mod tests {
             ("compta@acme.fr", "TR: Relance facture FA-2026-00123", "FA-2026-00123 et FA-2026-00124", &["FA-2026-00123", "FA-2026-00124"]),
             // Glued table cells from an HTML payment notice.
             ("compta@acme.fr", "Avis de paiement", "FF260144FA-2026-00123 1 200,00 €", &["FA-2026-00123"]),
+        ]);
+    }
+
+    #[test]
+    fn a_reply_that_picks_one_invoice_of_our_reminder_links_that_one() {
+        check(&[
+            // Our reminder listed three; the client answers about one.
+            (
+                "compta@acme.fr",
+                "RE: Relance factures FA-2026-00123, FA-2026-00124, FA-2025-00934",
+                "Concernant la FA-2026-00124, elle est bloquée chez nous.",
+                &["FA-2026-00124"],
+            ),
+            // A fresh message (no reply prefix) keeps every number it names.
+            ("compta@acme.fr", "Factures FA-2026-00123 et FA-2026-00124", "La FA-2026-00124 est bloquée.", &["FA-2026-00123", "FA-2026-00124"]),
+            // A reply whose new text names none keeps the subject's.
+            ("compta@acme.fr", "RE: Relance factures FA-2026-00123, FA-2026-00124", "Les deux seront réglées vendredi.", &["FA-2026-00123", "FA-2026-00124"]),
         ]);
     }
 }

@@ -58,6 +58,19 @@ struct PolicyFile {
     tone: Vec<ToneDef>,
     #[serde(default)]
     amount: AmountDef,
+    #[serde(default)]
+    mismatch: Vec<MismatchDef>,
+}
+
+/// Two different numbers for the same unit ("48 m3 … 42 m3"): `pattern` must
+/// have a `num` group and may have a `unit` group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MismatchDef {
+    id: String,
+    category: String,
+    weight: f32,
+    pattern: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,7 +173,7 @@ enum Target {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Header {
     AutoSubmitted,
-    AutoreplyHeader,
+    Autoreply,
     PrecedenceBulk,
     MailingList,
     Bounce,
@@ -184,6 +197,14 @@ struct Rule {
     pattern: Regex,
     unless: Option<Regex>,
     adjust: Vec<(Target, f32)>,
+}
+
+#[derive(Debug, Clone)]
+struct Mismatch {
+    id: String,
+    target: Target,
+    weight: f32,
+    pattern: Regex,
 }
 
 #[derive(Debug, Clone)]
@@ -242,12 +263,16 @@ pub struct RulesClassifier {
     rules: Vec<Rule>,
     senders: Vec<Rule>,
     attachments: Vec<Rule>,
+    mismatches: Vec<Mismatch>,
     asks: Vec<AskRule>,
     tones: Vec<ToneRule>,
     x: Extractors,
 }
 
 const N: usize = 10;
+
+/// Normalised subject prefixes of a forwarded message.
+const FORWARD_PREFIXES: &[&str] = &["fwd:", "fw:", "tr:", "tr :", "fwd :", "fw :", "wg:", "i:"];
 
 fn category_index(c: Category) -> usize {
     Category::ALL.iter().position(|x| *x == c).unwrap_or(N - 1)
@@ -275,7 +300,9 @@ fn parse_adjust(id: &str, adjust: &BTreeMap<String, f32>) -> Result<Vec<(Target,
 }
 
 fn compile(id: &str, pattern: &str) -> Result<Regex, RulesError> {
-    Regex::new(pattern).map_err(|e| RulesError::Pattern { id: id.to_string(), pattern: pattern.to_string(), source: Box::new(e) })
+    // ASCII word boundaries: the text is accent-folded, and Unicode `\b`
+    // would keep the fast DFA engines from running on text holding "€".
+    Regex::new(&pattern.replace(r"\b", r"(?-u:\b)")).map_err(|e| RulesError::Pattern { id: id.to_string(), pattern: pattern.to_string(), source: Box::new(e) })
 }
 
 /// One regex for a list of phrases and raw regexes; `None` when both are empty.
@@ -323,7 +350,7 @@ impl RulesClassifier {
             check_id(&d.id)?;
             let header = match d.header.as_str() {
                 "auto_submitted" => Header::AutoSubmitted,
-                "autoreply_header" => Header::AutoreplyHeader,
+                "autoreply_header" => Header::Autoreply,
                 "precedence_bulk" => Header::PrecedenceBulk,
                 "mailing_list" => Header::MailingList,
                 "bounce" => Header::Bounce,
@@ -375,20 +402,28 @@ impl RulesClassifier {
                 pattern: compile_any(&d.id, &d.phrases, &d.regex)?.ok_or_else(|| RulesError::Empty(d.id.clone()))?,
             });
         }
+        let mut mismatches = Vec::new();
+        for d in &file.mismatch {
+            check_id(&d.id)?;
+            mismatches.push(Mismatch { id: d.id.clone(), target: parse_target(&d.id, &d.category)?, weight: d.weight, pattern: compile(&d.id, &d.pattern)? });
+        }
         let x = Extractors::new(compile_any("amount.cues", &file.amount.cues, &[])?);
-        Ok(RulesClassifier { settings, signals, rules, senders, attachments, asks, tones, x })
+        Ok(RulesClassifier { settings, signals, rules, senders, attachments, mismatches, asks, tones, x })
     }
 
     /// The policy shipped with the crate.
     pub fn embedded() -> Self {
-        Self::from_toml(include_str!("../../policies/classifier.toml")).expect("the shipped policies/classifier.toml compiles")
+        Self::from_toml(include_str!("../../policies/classifier.toml")).unwrap_or_else(|e| panic!("the shipped policies/classifier.toml must compile: {e}"))
     }
 
     pub fn classify(&self, input: &ClassifyInput<'_>) -> Classification {
         let m = input.message;
         let subject = normalize(&m.subject);
         let body = normalize(&m.new_text);
-        let quoted = if body.chars().count() < self.settings.short_text_chars && self.settings.quoted_factor > 0.0 { normalize(&m.quoted) } else { String::new() };
+        // The quoted history counts (reduced) only when the sender forwards it or
+        // wrote almost nothing above it; otherwise it is our own earlier mail.
+        let forward = FORWARD_PREFIXES.iter().any(|p| subject.starts_with(p));
+        let quoted = if (forward || body.chars().count() < self.settings.short_text_chars) && self.settings.quoted_factor > 0.0 { normalize(&m.quoted) } else { String::new() };
         let from = m.from.as_ref().map(|a| a.as_str().to_string()).unwrap_or_default();
         let attachments: Vec<String> = m.attachments.iter().filter_map(|a| a.name.as_deref()).map(normalize).collect();
 
@@ -403,7 +438,7 @@ impl RulesClassifier {
         for s in &self.signals {
             let on = match s.header {
                 Header::AutoSubmitted => m.auto.auto_submitted,
-                Header::AutoreplyHeader => m.auto.autoreply_header,
+                Header::Autoreply => m.auto.autoreply_header,
                 Header::PrecedenceBulk => m.auto.precedence_bulk,
                 Header::MailingList => m.auto.mailing_list,
                 Header::Bounce => m.auto.bounce,
@@ -417,19 +452,20 @@ impl RulesClassifier {
             }
         }
 
+        // A field whose weight is zero does not count (subject-only or body-only rules).
         let fires = |r: &Rule, text: &str| !text.is_empty() && r.pattern.is_match(text) && !r.unless.as_ref().is_some_and(|u| u.is_match(text));
         for r in &self.rules {
             let mut w = 0.0;
             let mut fired = false;
-            if fires(r, &subject) {
+            if r.subject_weight != 0.0 && fires(r, &subject) {
                 w += r.subject_weight;
                 fired = true;
             }
-            if fires(r, &body) {
+            if r.weight != 0.0 && fires(r, &body) {
                 w += r.weight;
                 fired = true;
             }
-            if fires(r, &quoted) {
+            if r.weight != 0.0 && fires(r, &quoted) {
                 w += r.weight * self.settings.quoted_factor;
                 fired = true;
             }
@@ -449,6 +485,13 @@ impl RulesClassifier {
         }
         for r in &self.attachments {
             if attachments.iter().any(|a| fires(r, a)) {
+                add(r.target, r.weight, &mut scores, &mut dispute);
+                reasons.push(r.id.clone());
+            }
+        }
+
+        for r in &self.mismatches {
+            if has_mismatch(&r.pattern, &body) {
                 add(r.target, r.weight, &mut scores, &mut dispute);
                 reasons.push(r.id.clone());
             }
@@ -484,7 +527,6 @@ impl RulesClassifier {
         let mut order: Vec<usize> = (0..N).collect();
         order.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal).then(self.settings.rank[a].cmp(&self.settings.rank[b])));
         let (best, second) = (order[0], order[1]);
-        let other = category_index(Category::Other);
         let (category, confidence) = if scores[best] >= self.settings.min_score {
             let b = scores[best];
             let s = scores[second].max(0.0);
@@ -496,7 +538,6 @@ impl RulesClassifier {
             let near = (scores[best].max(0.0) / self.settings.min_score).min(1.0);
             (Category::Other, 0.6 - 0.3 * near)
         };
-        let _ = other;
 
         let mut facts = Facts { language: self.language(&subject, &body, m.content_language.as_deref()), ..Facts::default() };
         if category.is_dispute() {
@@ -514,6 +555,16 @@ impl RulesClassifier {
         facts.tone = Some(self.tone(&both, &m.new_text, &mut reasons));
 
         Classification { category, confidence, reasons, facts, source: "rules".to_string() }
+    }
+
+    /// Which phrase rules match `text` and on what words, for a person tuning
+    /// the policy ("why did this rule fire?"). Not used by `classify`.
+    pub fn explain(&self, text: &str) -> Vec<(String, String)> {
+        let t = normalize(text);
+        self.rules
+            .iter()
+            .filter_map(|r| r.pattern.find(&t).filter(|_| !r.unless.as_ref().is_some_and(|u| u.is_match(&t))).map(|m| (r.id.clone(), m.as_str().to_string())))
+            .collect()
     }
 
     fn language(&self, subject: &str, body: &str, content_language: Option<&str>) -> Language {
@@ -557,10 +608,10 @@ impl RulesClassifier {
                 reasons.push(t.id.clone());
             }
         }
-        // Shouting: several long words in capitals.
-        let words: Vec<&str> = raw.split(|c: char| !c.is_alphabetic()).filter(|w| w.chars().count() >= 4).collect();
+        // Shouting: many long words in capitals (not one company name or reference).
+        let words: Vec<&str> = raw.split_whitespace().map(|w| w.trim_matches(|c: char| !c.is_alphanumeric())).filter(|w| w.chars().count() >= 4 && w.chars().all(char::is_alphabetic)).collect();
         let caps = words.iter().filter(|w| w.chars().all(|c| c.is_uppercase())).count();
-        if caps >= 3 && caps * 5 >= words.len() {
+        if caps >= 5 && caps * 4 >= words.len() {
             angry += 1.5;
             reasons.push("tone.angry.capitals".to_string());
         }
@@ -713,7 +764,7 @@ impl RulesClassifier {
             return None;
         }
         let cues: Vec<(usize, usize)> = x.payment_cue.find_iter(text).map(|m| (m.start(), m.end())).collect();
-        let dist = |s: usize, e: usize| cues.iter().map(|&(cs, ce)| if ce <= s { s - ce } else if cs >= e { cs - e } else { 0 }).min().unwrap_or(usize::MAX);
+        let dist = |s: usize, e: usize| cues.iter().map(|&(cs, ce)| if ce <= s { s - ce } else { cs.saturating_sub(e) }).min().unwrap_or(usize::MAX);
         found.sort_by_key(|&(s, e, _)| (dist(s, e), s));
         Some(found[0].2)
     }
@@ -722,7 +773,7 @@ impl RulesClassifier {
 impl Extractors {
     fn new(amount_cues: Option<Regex>) -> Self {
         const MONTHS: &str = "janvier|janv|fevrier|fevr|fev|mars|avril|avr|mai|juin|juillet|juil|aout|septembre|sept|octobre|oct|novembre|nov|decembre|dec|january|jan|february|feb|march|mar|april|apr|may|june|jun|july|jul|august|aug|september|sep|october|november|december";
-        let r = |p: &str| Regex::new(p).expect("built-in extractor pattern compiles");
+        let r = |p: &str| Regex::new(&p.replace(r"\b", r"(?-u:\b)")).expect("built-in extractor pattern compiles");
         Extractors {
             amount: r(r"(?:(?P<pre>€|\$|£|\beur|\busd|\bgbp|\bchf)\s?)?\b(?P<num>\d{1,3}(?:[  .,]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)(?:\s?(?P<post>k?€|eur\b|euros?\b|\$|£|usd\b|gbp\b|chf\b))?(?:\s?(?P<tax>\bht\b|\bttc\b|hors taxes?|excl\.? vat|incl\.? vat|\+ ?vat))?"),
             amount_cues,
@@ -818,22 +869,26 @@ fn tokens(phrase: &str) -> Vec<String> {
     out
 }
 
-/// The regex for one word-level token (no spaces outside braces).
-fn token_regex(tok: &str) -> String {
+/// The regex for one word-level token (no spaces outside braces). Word
+/// boundaries go where the token starts or ends with a letter or digit, unless
+/// it is glued to more pattern on that side (`{a|b}*`).
+fn token_regex(tok: &str, glued_before: bool, glued_after: bool) -> String {
+    let chars: Vec<char> = tok.chars().collect();
     let mut out = String::new();
-    let mut chars = tok.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
+    if !glued_before && chars.first().is_some_and(|c| c.is_alphanumeric()) {
+        out.push_str(r"\b");
+    }
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
             '{' => {
-                let mut inner = String::new();
-                for d in chars.by_ref() {
-                    if d == '}' {
-                        break;
-                    }
-                    inner.push(d);
-                }
-                let alts: Vec<String> = inner.split('|').map(seq_regex).collect();
+                let j = chars[i..].iter().position(|&c| c == '}').map_or(chars.len(), |k| i + k);
+                let inner: String = chars[i + 1..j.min(chars.len())].iter().collect();
+                let (before, after) = (glued_before || i > 0, glued_after || j + 1 < chars.len());
+                let alts: Vec<String> = inner.split('|').map(|a| seq_regex(a, before, after)).collect();
                 out.push_str(&format!("(?:{})", alts.join("|")));
+                i = j + 1;
+                continue;
             }
             '*' => out.push_str(r"\w*"),
             '#' => out.push_str(r"\d+(?:[ .,]\d+)*"),
@@ -841,24 +896,29 @@ fn token_regex(tok: &str) -> String {
             '-' => out.push_str("[- ]?"),
             c => out.push_str(&regex::escape(&c.to_string())),
         }
+        i += 1;
+    }
+    if !glued_after && chars.last().is_some_and(|c| c.is_alphanumeric() || *c == '#') {
+        out.push_str(r"\b");
     }
     out
 }
 
-/// A space-separated sequence of tokens (the body of a phrase or of one alternative).
-fn seq_regex(seq: &str) -> String {
+/// A space-separated sequence of tokens (a phrase, or one alternative inside
+/// braces, which may be glued to what surrounds the braces).
+fn seq_regex(seq: &str, glued_before: bool, glued_after: bool) -> String {
     let toks: Vec<String> = tokens(seq.trim());
-    let mut out = String::new();
-    let mut need_sep = false;
     // A lone or leading `?` is a no-op: "{us|me}? ?{a|the}" reads like a regex.
     let toks: Vec<&str> = toks.iter().map(|t| t.trim_start_matches('?')).filter(|t| !t.is_empty()).collect();
+    let mut out = String::new();
+    let mut need_sep = false;
     for (i, &t) in toks.iter().enumerate() {
-        let last = i + 1 == toks.len();
+        let (first, last) = (i == 0, i + 1 == toks.len());
         if t == ".." {
             if need_sep {
                 out.push(' ');
             }
-            out.push_str(r"(?:\S+ ){0,3}");
+            out.push_str(r"(?:\S+ ){0,4}");
             need_sep = false;
             continue;
         }
@@ -866,7 +926,7 @@ fn seq_regex(seq: &str) -> String {
             Some(b) if !b.is_empty() => (b, true),
             _ => (t, false),
         };
-        let re = token_regex(body);
+        let re = token_regex(body, first && glued_before, last && glued_after);
         if optional {
             if last {
                 out.push_str(&format!("(?: {re})?"));
@@ -890,19 +950,22 @@ fn seq_regex(seq: &str) -> String {
 
 /// Compiles the phrase syntax documented in `policies/classifier.toml`.
 fn phrase_to_regex(phrase: &str) -> String {
-    let p = normalize(phrase);
-    let is_word = |c: char| c.is_alphanumeric() || c == '*' || c == '#';
-    let first = p.chars().find(|c| !matches!(c, '{' | '}' | '|'));
-    let last = p.chars().rev().find(|c| !matches!(c, '{' | '}' | '|' | '?'));
-    let mut re = String::new();
-    if first.is_some_and(is_word) {
-        re.push_str(r"\b");
+    format!("(?:{})", seq_regex(&normalize(phrase), false, false))
+}
+
+/// True when `pattern` finds two different numbers for the same unit.
+fn has_mismatch(pattern: &Regex, text: &str) -> bool {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for c in pattern.captures_iter(text) {
+        let Some(num) = c.name("num") else { continue };
+        let n: String = num.as_str().chars().filter(|c| c.is_ascii_digit() || *c == ',' || *c == '.').collect::<String>().replace(',', ".");
+        let unit = c.name("unit").map_or("", |u| u.as_str()).trim_end_matches('s').to_string();
+        if seen.iter().any(|(u, m)| *u == unit && *m != n) {
+            return true;
+        }
+        seen.push((unit, n));
     }
-    re.push_str(&seq_regex(&p));
-    if last.is_some_and(|c| c.is_alphanumeric() || c == '#') {
-        re.push_str(r"\b");
-    }
-    format!("(?:{re})")
+    false
 }
 
 fn floor_boundary(s: &str, mut i: usize) -> usize {
@@ -1034,6 +1097,10 @@ mod tests {
         let re = Regex::new(&phrase_to_regex("seulement # {palettes|colis}")).unwrap();
         assert!(re.is_match("nous avons recu seulement 12 palettes"));
         assert!(!Regex::new(&phrase_to_regex("tarif*")).unwrap().is_match("starif"));
+        let re = Regex::new(&phrase_to_regex("corriger le {numero|n°} de commande")).unwrap();
+        assert!(re.is_match("merci de corriger le n° de commande"));
+        let re = Regex::new(&phrase_to_regex("{remplacement|echange} de la {piece|pompe}*")).unwrap();
+        assert!(re.is_match("le remplacement de la pieces") && !re.is_match("remplacement de la lapiece"));
     }
 
     #[test]

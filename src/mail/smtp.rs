@@ -354,7 +354,8 @@ const REPLY_PREFIXES: &[&str] = &[
 ];
 
 /// `Re:`, `RE :`, `Re[2]:`, `AW:`, `Fwd:`... at the start, case-insensitive.
-fn has_reply_prefix(subject: &str) -> bool {
+pub fn has_reply_prefix(subject: &str) -> bool {
+    let subject = subject.trim_start();
     let word_len = subject
         .find(|c: char| !c.is_ascii_alphabetic())
         .unwrap_or(subject.len());
