@@ -48,7 +48,7 @@ pub async fn import_file(store: &Store, kind: &str, path: &Path) -> Result<usize
         "users" => store.import_users(&ledger::read_users(&name, &text)?).await?,
         "clients" => store.import_clients(&name, &ledger::read_clients(&name, &text)?).await?,
         "invoices" => store.import_invoices(&name, &ledger::read_invoices(&name, &text)?).await?,
-        other => anyhow::bail!("unknown import kind {other:?}: expected users, clients or invoices"),
+        other => anyhow::bail!("unknown import kind {other:?}: expected users, clients, invoices or payments"),
     })
 }
 
@@ -91,4 +91,18 @@ pub async fn ingest_path(p: &mut Pipeline, path: &Path, sent: bool) -> Result<In
     rep.outcomes = p.run_pending().await?;
     rep.seconds = t0.elapsed().as_secs_f64();
     Ok(rep)
+}
+
+/// Imports a payments file (`invoice_number,date,amount`): one transaction.
+pub async fn import_payments(store: &Store, path: &Path) -> Result<crate::flow::payments::PaymentsReport> {
+    let text = read(path)?;
+    let name = path.display().to_string();
+    let rows = ledger::read_payments(&name, &text)?;
+    Ok(crate::flow::payments::import(store, &name, &rows).await?)
+}
+
+/// The daily pass (reminders, SLA escalations, priorities) as of `day`.
+pub async fn remind(cfg: &Config, store: &Store, policy: &Policy, day: chrono::NaiveDate) -> Result<crate::flow::remind::RemindReport> {
+    let writer = crate::flow::remind::ReminderWriter::load(cfg.prompts_dir.as_deref()).context("loading reminder prompts")?;
+    Ok(crate::flow::remind::run(store, policy, &writer, &cfg.company, day).await?)
 }

@@ -253,9 +253,40 @@ pub fn read_invoices(file: &str, text: &str) -> Result<Vec<InvoiceRecord>, Ledge
     Ok(invoices)
 }
 
+/// One row of a payments file (`invoice_number,date,amount`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentRecord {
+    pub line: u64,
+    pub invoice_number: InvoiceNumber,
+    pub date: NaiveDate,
+    pub amount: Money,
+}
+
+/// Reads a payments file: `invoice_number,date,amount` (ISO date, `.`
+/// decimal point). A zero or negative amount is refused.
+pub fn read_payments(file: &str, text: &str) -> Result<Vec<PaymentRecord>, LedgerError> {
+    Table::new(file, text, &["invoice_number", "date", "amount"])?.rows(|r| {
+        let amount = r.checked("amount", Money::parse)?;
+        if amount.cents() <= 0 {
+            return Err(r.err("amount", format!("a payment must be positive, got {amount}")));
+        }
+        Ok(PaymentRecord { line: r.line, invoice_number: r.checked("invoice_number", InvoiceNumber::parse)?, date: r.date("date")?, amount })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_payments_and_refuses_bad_rows_with_their_place() {
+        let p = read_payments("pay.csv", "invoice_number,date,amount\nFA-1,2026-03-02,1200.50\n").unwrap();
+        assert_eq!((p[0].invoice_number.as_str(), p[0].amount), ("FA-1", Money(120_050)));
+        let e = read_payments("pay.csv", "invoice_number,date,amount\nFA-1,2026-03-02,12\nFA-2,02/03/2026,5\n").unwrap_err().to_string();
+        assert!(e.starts_with("pay.csv:3:") && e.contains("date"), "{e}");
+        let e = read_payments("pay.csv", "invoice_number,date,amount\nFA-1,2026-03-02,-4\n").unwrap_err().to_string();
+        assert!(e.contains("pay.csv:2:") && e.contains("positive"), "{e}");
+    }
 
     #[test]
     fn reads_valid_users() {

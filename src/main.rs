@@ -1,5 +1,6 @@
 //! The `dispute-desk` command line: demo, import, ingest, drafts (the
-//! approval gate), send, cases, messages, outbox, audit and eval.
+//! approval gate), send, cases (list, show, move, assign), tasks, remind,
+//! messages, outbox, audit and eval.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -35,9 +36,9 @@ enum Cmd {
         #[arg(long, default_value = "demo")]
         company: PathBuf,
     },
-    /// Import a corpus folder (users.csv, clients.csv, invoices.csv), or one file: `import users|clients|invoices FILE`.
+    /// Import a corpus folder (users.csv, clients.csv, invoices.csv), or one file: `import users|clients|invoices|payments FILE`.
     Import {
-        /// A corpus folder, or users|clients|invoices.
+        /// A corpus folder, or users|clients|invoices|payments.
         what: String,
         /// The CSV file when WHAT is a kind.
         file: Option<PathBuf>,
@@ -60,6 +61,22 @@ enum Cmd {
     Cases {
         #[command(subcommand)]
         cmd: CasesCmd,
+    },
+    /// Tasks for people: call a client, check a payment, issue a credit note, escalations...
+    Tasks {
+        /// User id or email.
+        #[arg(long)]
+        owner: Option<String>,
+        /// open | done | all
+        #[arg(long, default_value = "open")]
+        status: String,
+    },
+    /// The daily pass as of a date: reminder drafts and tasks (dunning), SLA escalations, priority refresh.
+    /// Safe to run several times a day: what was done for a date is not done again.
+    Remind {
+        /// The day to run for (YYYY-MM-DD). Default: today.
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
     },
     /// Messages: list by queue (unlinked, ignored, failed).
     Messages {
@@ -121,6 +138,32 @@ enum CasesCmd {
         owner: Option<String>,
     },
     Show { id: i64 },
+    /// Move a case to another status (policies/statuses.toml says who may, and what it needs).
+    Move {
+        id: i64,
+        /// open | in_analysis | waiting_client | adjustment_approved | refused | resolved
+        status: String,
+        #[arg(long = "as", value_name = "USER")]
+        user: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// The agreed amount of an adjustment, e.g. 1250.00
+        #[arg(long)]
+        amount: Option<String>,
+        /// The day of the move, for the deadline (YYYY-MM-DD). Default: today.
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+    },
+    /// Give a case to another person (managers only).
+    Assign {
+        id: i64,
+        /// The new owner (user id or email).
+        owner: String,
+        #[arg(long = "as", value_name = "USER")]
+        user: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +219,21 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Import { what, file } => {
             let (store, _) = app::open(&cfg).await?;
             match file {
+                Some(f) if what == "payments" => {
+                    let r = app::import_payments(&store, &f).await?;
+                    if cli.json {
+                        return print_json(&r);
+                    }
+                    println!(
+                        "recorded {} payments ({} already imported): {} invoices paid, {} partly paid; {} reminder drafts cancelled; resolving proposed for cases {:?}",
+                        r.recorded,
+                        r.already_imported,
+                        r.paid.len(),
+                        r.partly_paid.len(),
+                        r.cancelled_drafts.len(),
+                        r.resolve_proposed
+                    );
+                }
                 Some(f) => {
                     let n = app::import_file(&store, &what, &f).await?;
                     println!("imported {n} {what} from {}", f.display());
@@ -185,6 +243,45 @@ async fn run(cli: Cli) -> Result<()> {
                     println!("imported {} users, {} clients, {} invoices", n.users, n.clients, n.invoices);
                 }
             }
+            Ok(())
+        }
+        Cmd::Tasks { owner, status } => {
+            let (store, _) = app::open(&cfg).await?;
+            let owner = match owner {
+                Some(o) => Some(store.user(&o).await?.id),
+                None => None,
+            };
+            let status = (status != "all").then_some(status);
+            let rows = store.tasks(None, owner.as_deref(), status.as_deref()).await?;
+            if cli.json {
+                return print_json(&rows);
+            }
+            for t in rows {
+                let first = t.note.lines().next().unwrap_or("");
+                println!("{:>5} {:<16} {:<5} owner {:<6} due {:<10} case {:<5} {}", t.id, t.kind, t.status, t.owner_id.as_deref().unwrap_or("-"), t.due_date.as_deref().unwrap_or("-"), t.case_id.map(|c| c.to_string()).unwrap_or("-".into()), first);
+            }
+            Ok(())
+        }
+        Cmd::Remind { date } => {
+            let (store, policy) = app::open(&cfg).await?;
+            let day = date.unwrap_or_else(|| chrono::Local::now().date_naive());
+            let r = app::remind(&cfg, &store, &policy, day).await?;
+            if cli.json {
+                return print_json(&r);
+            }
+            println!(
+                "{}: {} unpaid invoices looked at; {} reminder drafts (pending approval{}), {} tasks, {} levels skipped, {} invoices paused; {} cases escalated, {} re-prioritised ({:.2} s)",
+                r.date,
+                r.invoices_considered,
+                r.drafts.len(),
+                if r.pre_approved.is_empty() { String::new() } else { format!(", {} pre-approved", r.pre_approved.len()) },
+                r.tasks.len(),
+                r.skipped,
+                r.blocked,
+                r.sla.escalated.len(),
+                r.sla.reprioritised,
+                r.seconds
+            );
             Ok(())
         }
         Cmd::Ingest { path, sent } => {
@@ -329,8 +426,32 @@ async fn drafts(cfg: &Config, cmd: DraftsCmd, json: bool) -> Result<()> {
 }
 
 async fn cases(cfg: &Config, cmd: CasesCmd, json: bool) -> Result<()> {
-    let (store, _) = app::open(cfg).await?;
+    let (store, policy) = app::open(cfg).await?;
     match cmd {
+        CasesCmd::Move { id, status, user, reason, amount, date } => {
+            let user = store.user(&user).await?;
+            let to: dispute_desk::domain::Status = status.parse()?;
+            let amount = amount.map(|a| dispute_desk::domain::Money::parse(&a)).transpose()?;
+            let day = date.unwrap_or_else(|| chrono::Local::now().date_naive());
+            let req = dispute_desk::flow::workflow::MoveRequest { to, role: user.role, reason: reason.as_deref(), amount };
+            let m = dispute_desk::flow::workflow::move_case(&store, &policy, id, &user, &req, day).await?;
+            if json {
+                return print_json(&m);
+            }
+            println!("case {id}: {} -> {}{}", m.from, m.to, m.deadline.map(|d| format!(", deadline {d}")).unwrap_or_default());
+            if let Some(t) = m.task_id {
+                println!("task {t} created for an accountant: issue the credit note or corrected invoice");
+            }
+            if !m.lifted_blocks.is_empty() {
+                println!("reminders resume on this case's invoices ({} blocks lifted)", m.lifted_blocks.len());
+            }
+        }
+        CasesCmd::Assign { id, owner, user, reason } => {
+            let manager = store.user(&user).await?;
+            let new_owner = store.user(&owner).await?;
+            dispute_desk::flow::workflow::reassign(&store, id, &manager, &new_owner, reason.as_deref()).await?;
+            println!("case {id} now owned by {} ({})", new_owner.id, new_owner.role);
+        }
         CasesCmd::List { status, owner } => {
             let owner = match owner {
                 Some(o) => Some(store.user(&o).await?.id),
@@ -342,8 +463,9 @@ async fn cases(cfg: &Config, cmd: CasesCmd, json: bool) -> Result<()> {
             }
             for c in rows {
                 println!(
-                    "{:>5} {:<8} {:<14} {:<15} prio {:>3} owner {:<5} {:<32} {} EUR {}",
+                    "{:>5}{} {:<8} {:<14} {:<15} prio {:>3} owner {:<5} {:<32} {} EUR {}",
                     c.id,
+                    if c.escalated { "!" } else { " " },
                     c.kind,
                     c.status,
                     c.category,
@@ -367,6 +489,14 @@ async fn cases(cfg: &Config, cmd: CasesCmd, json: bool) -> Result<()> {
             }
             println!("case {} — {} ({}) — {} — {}", c.id, c.client_name, c.client_id, c.kind, c.status);
             println!("category {}; owner {}; priority {} ({})", c.category, c.owner_id.as_deref().unwrap_or("-"), c.priority, c.priority_reason);
+            if let Some(d) = &c.deadline {
+                println!("deadline {d}{}", if c.escalated { " — PAST, escalated to a manager" } else { "" });
+            }
+            for i in &c.invoices {
+                for b in store.blocks_of(i).await? {
+                    println!("reminders on {i} paused: {} from {}{}", b.reason, b.from_date, b.until_date.map(|u| format!(" until {u}")).unwrap_or_default());
+                }
+            }
             println!("at stake {} EUR{}", dispute_desk::domain::Money(c.amount_cents), c.disputed_cents.map(|d| format!(", disputed {} EUR", dispute_desk::domain::Money(d))).unwrap_or_default());
             println!("invoices: {}", c.invoices.join(", "));
             println!("\nmessages:");

@@ -188,6 +188,32 @@ pub fn assign(policy: &Policy, role: Role, client: Option<&ClientFacts>, staff: 
         .map(|s| (s.id.clone(), s.role))
 }
 
+/// The owner of new work of `cat`: the client's pinned owner, a manager when
+/// a dispute crosses the escalation rules, else [`assign`] by role.
+pub fn route_owner(policy: &Policy, cat: Category, role: Role, client: Option<&ClientFacts>, at_stake: Money, staff: &[Staff], reasons: &mut Vec<String>) -> Option<(String, Role)> {
+    if let Some(c) = client {
+        if let Some(pin) = policy.routing.clients.iter().find(|p| p.id == c.id) {
+            if let Some(s) = staff.iter().find(|s| s.id == pin.owner) {
+                reasons.push(format!("client {} is pinned to {} by routing policy", c.id, s.id));
+                return Some((s.id.clone(), s.role));
+            }
+            reasons.push(format!("pinned owner {} of client {} is not a user, routing by category", pin.owner, c.id));
+        }
+        if cat.is_dispute() {
+            let esc = &policy.routing.escalation;
+            let over = esc.amount_threshold_eur > 0 && at_stake.cents() >= esc.amount_threshold_eur * 100;
+            let strategic = esc.strategic_to_manager && c.strategic;
+            if over || strategic {
+                if let Some(m) = assign(policy, Role::Manager, Some(c), staff) {
+                    reasons.push(if over { format!("amount at stake {at_stake} at or above {} EUR: escalated to a manager", esc.amount_threshold_eur) } else { "strategic client: escalated to a manager".into() });
+                    return Some(m);
+                }
+            }
+        }
+    }
+    assign(policy, role, client, staff)
+}
+
 /// Decides what a message leads to.
 pub fn decide(policy: &Policy, input: &DecideInput<'_>) -> Decision {
     let cat = input.classification.category;
@@ -261,8 +287,8 @@ pub fn decide(policy: &Policy, input: &DecideInput<'_>) -> Decision {
         d.reasons.push(format!("category {cat} needs no follow-up by policy"));
         return d;
     };
-    let owner = assign(policy, role, client, input.staff);
     let mut d = Decision::new(Disposition::Task);
+    let owner = route_owner(policy, cat, role, client, at_stake, input.staff, &mut d.reasons);
     if let Some((id, r)) = &owner {
         d.owner_id = Some(id.clone());
         d.owner_role = Some(*r);
@@ -275,7 +301,15 @@ pub fn decide(policy: &Policy, input: &DecideInput<'_>) -> Decision {
 
     match cat {
         c if c.is_dispute() => {
-            let (priority, priority_reason) = policy.priority(at_stake, days_past_due, strategic, true);
+            let (priority, priority_reason) = policy.priority_of(&crate::policy::PriorityFacts {
+                at_stake,
+                days_past_due,
+                strategic,
+                dispute: true,
+                category: Some(cat),
+                client_id: client.map(|c| c.id.as_str()),
+                age_days: 0,
+            });
             d.disposition = Disposition::Case;
             d.case = Some(CaseAction::Open {
                 kind: CaseKind::Dispute,
@@ -444,5 +478,32 @@ mod tests {
         let only_manager = vec![Staff { id: "M".into(), role: Role::Manager, load: 0 }];
         assert_eq!(assign(&p, Role::Technical, Some(&c), &only_manager).unwrap(), ("M".into(), Role::Manager));
         assert!(assign(&p, Role::Technical, Some(&c), &[]).is_none());
+    }
+
+    #[test]
+    fn routing_table_with_overrides() {
+        let mut p = Policy::embedded();
+        p.routing.escalation.amount_threshold_eur = 10_000;
+        p.routing.escalation.strategic_to_manager = true;
+        p.routing.clients.push(crate::policy::ClientOwner { id: "PIN".into(), owner: "U2".into() });
+        let plain = ClientFacts { id: "C2".into(), account_owner: Some("U3".into()), strategic: false };
+        let strategic = ClientFacts { strategic: true, ..plain.clone() };
+        let pinned = ClientFacts { id: "PIN".into(), ..plain.clone() };
+        let mut why = vec![];
+        // (category, routed role, client, amount in cents, expected owner)
+        for (cat, role, client, cents, want) in [
+            (Category::Price, Role::Sales, &plain, 500_00, "U3"),             // account owner
+            (Category::Price, Role::Sales, &plain, 10_000_00, "U7"),          // at the threshold: manager
+            (Category::NonConformity, Role::Technical, &strategic, 1_00, "U7"), // strategic dispute: manager
+            (Category::PromiseToPay, Role::Accountant, &strategic, 50_000_00, "U2"), // not a dispute: no escalation
+            (Category::Price, Role::Sales, &pinned, 50_000_00, "U2"),         // pinned client wins
+        ] {
+            let got = route_owner(&p, cat, role, Some(client), Money(cents), &staff(), &mut why).unwrap().0;
+            assert_eq!(got, want, "{cat} {} {cents}", client.id);
+        }
+        assert!(why.iter().any(|w| w.contains("escalated to a manager")), "{why:?}");
+        // Off by default: the embedded policy routes by category only.
+        let p = Policy::embedded();
+        assert_eq!(route_owner(&p, Category::Price, Role::Sales, Some(&strategic), Money(99_999_999), &staff(), &mut why).unwrap().0, "U3");
     }
 }

@@ -10,4 +10,7 @@ pub mod ingest;
 pub mod link;
 pub mod outbox;
 pub mod parse;
+pub mod payments;
 pub mod pipeline;
+pub mod remind;
+pub mod workflow;

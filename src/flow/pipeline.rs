@@ -256,6 +256,28 @@ impl Pipeline {
         Ok(Some(outcome))
     }
 
+    /// Pauses reminders on `invoices` (a dated, audited block).
+    #[allow(clippy::too_many_arguments)]
+    async fn block_reminders(&self, tx: &mut Tx, invoices: &[InvoiceNumber], reason: &str, case_id: Option<i64>, message: i64, today: NaiveDate, until: Option<NaiveDate>) -> Result<()> {
+        for n in invoices {
+            let bid = self.store.add_block(tx, n.as_str(), reason, case_id, Some(message), today, until).await?;
+            audit::append(
+                tx,
+                self.store.backend,
+                Event {
+                    actor: &Actor::Policy("reminders".into()),
+                    case_id,
+                    entity: "reminder_block",
+                    entity_id: bid.to_string(),
+                    action: "created",
+                    detail: json!({"invoice": n.as_str(), "reason": reason, "from": today.to_string(), "until": until.map(|u| u.to_string()), "message": message}),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn apply(
         &self,
@@ -350,6 +372,10 @@ impl Pipeline {
                     },
                 )
                 .await?;
+                store.set_deadline(tx, cid, self.policy.sla_deadline(*status, today)).await?;
+                if *kind == crate::flow::decide::CaseKind::Dispute {
+                    self.block_reminders(tx, &l.invoices, "dispute", Some(cid), id, today, None).await?;
+                }
                 (priority, priority_reason) = (*p, why.clone());
                 case_id = Some(cid);
             }
@@ -362,8 +388,12 @@ impl Pipeline {
                     let from: crate::domain::Status = current.status.parse().map_err(|e: crate::domain::DomainError| StoreError::Invalid(e.to_string()))?;
                     store.set_case_status(tx, *cid, from, *to, &Actor::Policy("statuses".into()).label(), Some("client replied")).await?;
                     audit::append(tx, backend, Event { actor: &Actor::Policy("statuses".into()), case_id: Some(*cid), entity: "case", entity_id: cid.to_string(), action: "status_changed", detail: json!({"from": from.as_str(), "to": to.as_str(), "why": "client replied", "message": id}) }).await?;
+                    store.set_deadline(tx, *cid, self.policy.sla_deadline(*to, today)).await?;
                 }
                 let c = store.case(*cid).await?;
+                if c.kind == "dispute" && !add_invoices.is_empty() {
+                    self.block_reminders(tx, add_invoices, "dispute", Some(*cid), id, today, None).await?;
+                }
                 (priority, priority_reason) = (c.priority, c.priority_reason);
                 case_id = Some(*cid);
             }
@@ -378,10 +408,14 @@ impl Pipeline {
             let date_s = date.map(|d| d.to_string());
             store.record_promise(tx, nums, date_s.as_deref()).await?;
             audit::append(tx, backend, Event { actor: &agent, case_id, entity: "invoice", entity_id: join(nums), action: "promise_recorded", detail: json!({"message": id, "promised_date": date_s}) }).await?;
+            let until = date.unwrap_or(today) + chrono::Duration::days(self.policy.reminders.pauses.promise_grace_days);
+            self.block_reminders(tx, nums, "promise to pay", case_id, id, today, Some(until)).await?;
         }
         if !d.payment_notice.is_empty() {
             store.record_payment_notice(tx, &d.payment_notice).await?;
             audit::append(tx, backend, Event { actor: &agent, case_id, entity: "invoice", entity_id: join(&d.payment_notice), action: "payment_notice_recorded", detail: json!({"message": id}) }).await?;
+            let until = today + chrono::Duration::days(self.policy.reminders.pauses.payment_notice_grace_days);
+            self.block_reminders(tx, &d.payment_notice, "payment notice", case_id, id, today, Some(until)).await?;
         }
         for t in &d.tasks {
             let tid = store

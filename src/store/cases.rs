@@ -23,6 +23,10 @@ pub struct CaseRow {
     pub language: String,
     pub opened_at: i64,
     pub updated_at: i64,
+    /// Service-level deadline of the current status, if it has one.
+    pub deadline: Option<String>,
+    /// Past its deadline and escalated: listed first.
+    pub escalated: bool,
     pub invoices: Vec<String>,
 }
 
@@ -123,6 +127,8 @@ fn case_from_row(r: &sqlx::any::AnyRow) -> Result<CaseRow> {
         language: r.try_get("language")?,
         opened_at: r.try_get("opened_at")?,
         updated_at: r.try_get("updated_at")?,
+        deadline: r.try_get("deadline")?,
+        escalated: r.try_get::<Option<i64>, _>("escalated_at")?.is_some() && r.try_get::<String, _>("status")? != "resolved",
         invoices: vec![],
     })
 }
@@ -147,7 +153,7 @@ pub(crate) fn draft_from_row(r: &sqlx::any::AnyRow) -> Result<DraftRow> {
 }
 
 const CASE_SELECT: &str = "SELECT c.id, c.kind, c.client_id, cl.name AS client_name, c.category, c.status, c.owner_id, c.priority, c.priority_reason, \
-     c.amount_cents, c.disputed_cents, c.language, c.opened_at, c.updated_at FROM cases c JOIN clients cl ON cl.id = c.client_id";
+     c.amount_cents, c.disputed_cents, c.language, c.opened_at, c.updated_at, c.deadline, c.escalated_at FROM cases c JOIN clients cl ON cl.id = c.client_id";
 
 impl Store {
     /// Users with their current load (open cases and open tasks they hold).
@@ -334,7 +340,7 @@ impl Store {
 
     pub async fn cases(&self, status: Option<&str>, owner: Option<&str>) -> Result<Vec<CaseRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{CASE_SELECT} WHERE ($1 IS NULL OR c.status = $1) AND ($2 IS NULL OR c.owner_id = $2) ORDER BY c.priority DESC, c.id"
+            "{CASE_SELECT} WHERE ($1 IS NULL OR c.status = $1) AND ($2 IS NULL OR c.owner_id = $2) ORDER BY CASE WHEN c.escalated_at IS NOT NULL AND c.status <> 'resolved' THEN 0 ELSE 1 END, c.priority DESC, c.id"
         )))
         .bind(status)
         .bind(owner)

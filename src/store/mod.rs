@@ -10,6 +10,7 @@ pub mod cases;
 pub mod ledger;
 pub mod messages;
 pub mod outbox;
+pub mod workflow;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyPool};
