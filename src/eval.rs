@@ -38,6 +38,11 @@ pub struct Report {
     pub category_accuracy: f64,
     pub category_macro_f1: f64,
     pub owner_accuracy: f64,
+    /// Messages labelled non-business (`other` with no owner): newsletters,
+    /// lists, spam, personal mail.
+    pub non_business: usize,
+    /// How many of those opened a case (the product's target is none).
+    pub non_business_cases: usize,
     pub per_category: BTreeMap<String, ClassScore>,
     /// expected -> predicted -> count
     pub confusion: BTreeMap<String, BTreeMap<String, u32>>,
@@ -109,8 +114,16 @@ pub async fn run(corpus: &Path, base: &Config) -> Result<Report> {
     let (mut tp, mut npred, mut ngold, mut exact, mut cat_ok, mut owner_ok) = (0, 0, 0, 0, 0, 0);
     let mut confusion: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
     let mut misses = Vec::new();
+    let (mut non_business, mut non_business_cases) = (0, 0);
     for l in &labels {
         let m = by_file.get(&l.file);
+        if l.category == "other" && l.owner_role.is_empty() {
+            non_business += 1;
+            if let Some(cid) = m.and_then(|m| m.case_id) {
+                non_business_cases += 1;
+                misses.push(Miss { file: l.file.clone(), what: "case".into(), expected: "no case (non-business)".into(), got: format!("case {cid}"), why: String::new() });
+            }
+        }
         let pred_inv: BTreeSet<String> = m.map(|m| m.invoices.iter().cloned().collect()).unwrap_or_default();
         let pred_cat = m.and_then(|m| m.category.clone()).unwrap_or_else(|| "(none)".into());
         let pred_owner = m.and_then(|m| m.owner_id.as_ref()).and_then(|o| roles.get(o)).cloned().unwrap_or_default();
@@ -171,6 +184,8 @@ pub async fn run(corpus: &Path, base: &Config) -> Result<Report> {
         category_accuracy: ratio(cat_ok, n),
         category_macro_f1: if classes.is_empty() { 0.0 } else { f1_sum / classes.len() as f64 },
         owner_accuracy: ratio(owner_ok, n),
+        non_business,
+        non_business_cases,
         per_category,
         confusion,
         misses,
@@ -198,6 +213,7 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s, "category accuracy  {:.3}", r.category_accuracy);
     let _ = writeln!(s, "category macro-F1  {:.3}", r.category_macro_f1);
     let _ = writeln!(s, "owner accuracy     {:.3}", r.owner_accuracy);
+    let _ = writeln!(s, "non-business mail  {} messages, {} opened a case", r.non_business, r.non_business_cases);
     let _ = writeln!(s, "\nper category (precision recall f1 support):");
     for (c, v) in &r.per_category {
         let _ = writeln!(s, "  {c:<16} {:.2} {:.2} {:.2} {}", v.precision, v.recall, v.f1, v.support);
