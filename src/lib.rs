@@ -5,6 +5,7 @@
 //! map and the invariants.
 
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod eval;

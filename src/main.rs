@@ -96,6 +96,11 @@ enum Cmd {
     },
     /// Measure the flow on a labelled corpus (fresh temporary database).
     Eval { corpus: PathBuf },
+    /// Benchmarks that print numbers (fresh temporary database each).
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +130,20 @@ enum DraftsCmd {
         file: PathBuf,
         #[arg(long = "as", value_name = "USER")]
         user: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// The daily reminder pass on a synthetic company of open invoices.
+    Remind {
+        #[arg(long, default_value_t = 10_000)]
+        invoices: usize,
+        #[arg(long, default_value_t = 800)]
+        clients: usize,
+        /// The day to run for (YYYY-MM-DD). Default: today.
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
     },
 }
 
@@ -204,6 +223,20 @@ async fn run(cli: Cli) -> Result<()> {
     }
     match cli.cmd {
         Cmd::Demo { company } => demo(cfg, &company, cli.json).await,
+        Cmd::Bench { cmd: BenchCmd::Remind { invoices, clients, date } } => {
+            let day = date.unwrap_or_else(|| chrono::Local::now().date_naive());
+            let b = dispute_desk::bench::remind(&cfg, invoices, clients, day).await?;
+            if cli.json {
+                return print_json(&b);
+            }
+            println!("bench remind: {} open invoices, {} clients, as of {}", b.invoices, b.clients, b.date);
+            println!("  import              {:>8.3} s", b.import_seconds);
+            println!("  first run           {:>8.3} s   {} drafts, {} tasks, {} levels skipped (catch-up)", b.first_run_seconds, b.drafts, b.tasks, b.skipped);
+            println!("  same day again      {:>8.3} s   nothing new (checked)", b.same_day_seconds);
+            println!("  next day            {:>8.3} s   {} drafts", b.next_day_seconds, b.next_day_drafts);
+            println!("  peak RSS            {}", b.peak_rss_mib.map(|m| format!("{m:.1} MiB")).unwrap_or_else(|| "-".into()));
+            Ok(())
+        }
         Cmd::Eval { corpus } => {
             if !corpus.join("labels.csv").exists() {
                 bail!("{} has no labels.csv: eval needs a labelled corpus (see corpus FORMAT.md)", corpus.display());

@@ -5,6 +5,8 @@
 
 #[path = "support/smtp_server.rs"]
 mod smtp_server;
+#[path = "flow/workflow.rs"]
+mod workflow;
 
 use dispute_desk::config::Config;
 use dispute_desk::domain::EmailAddress;
@@ -270,15 +272,19 @@ async fn audit_verify_names_the_altered_row() {
 
 #[tokio::test]
 async fn eval_on_the_project_corpora() {
-    // Our own corpora. demo/ was written before the rules were tuned and is
-    // the held-out check (measured 0.748 when first run); floors just under
-    // what is measured today, so a regression fails.
-    for (dir, min_f1) in [(mini(), 0.99), (root().join("demo"), 0.72)] {
+    // Our own corpora, each a different company. demo/ and holdout/imprimerie
+    // were held out at first and then used to tune the rules (0.748 and 0.781
+    // before, see the issue notes); holdout/logiciel has never been tuned on
+    // (0.812 first run). Floors sit just under what is measured today, so a
+    // regression fails; the product target on unseen mail is 0.80.
+    let holdout = root().join("tests/fixtures/holdout");
+    for (dir, min_f1) in [(mini(), 0.99), (root().join("demo"), 0.88), (holdout.join("imprimerie"), 0.90), (holdout.join("logiciel"), 0.80)] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));
         assert!(r.messages > 0);
         assert!(r.category_macro_f1 >= min_f1, "{}: macro-F1 {}", dir.display(), r.category_macro_f1);
         assert!(r.link_precision >= 0.98 && r.link_recall >= 0.97, "{}: link {} {}", dir.display(), r.link_precision, r.link_recall);
+        assert_eq!(r.non_business_cases, 0, "{}: a case was opened for non-business mail", dir.display());
     }
 }
 
