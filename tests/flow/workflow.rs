@@ -175,6 +175,22 @@ async fn ninety_days(desk: &Desk, corpus: &Path, start: NaiveDate, days: i64) {
             assert!(!done.iter().any(|d| &d.invoice == n && d.outcome != "skipped" && d.run_date >= start), "{n} of open dispute case {} was reminded", c.id);
         }
     }
+    // Service levels: every case still open is long past its deadline after
+    // 90 days, so each has exactly one escalation task for a manager, and the
+    // escalated cases are listed first.
+    let tasks = store.tasks(None, None, None).await.unwrap();
+    let managers: BTreeSet<String> = store.users().await.unwrap().into_iter().filter(|u| u.role == Role::Manager).map(|u| u.id).collect();
+    let cases = store.cases(None, None).await.unwrap();
+    for c in cases.iter().filter(|c| c.deadline.is_some() && !matches!(c.status.as_str(), "resolved" | "refused")) {
+        let esc: Vec<_> = tasks.iter().filter(|t| t.case_id == Some(c.id) && t.kind == "escalation").collect();
+        assert_eq!(esc.len(), 1, "case {} ({}, deadline {:?}): {} escalation tasks", c.id, c.status, c.deadline, esc.len());
+        assert!(esc[0].owner_id.as_ref().is_some_and(|o| managers.contains(o)), "escalation of case {} goes to a manager", c.id);
+        assert!(c.escalated);
+    }
+    let escalated = cases.iter().filter(|c| c.escalated).count();
+    assert!(escalated > 0, "the window escalated open cases");
+    let first_plain = cases.iter().position(|c| !c.escalated).unwrap_or(cases.len());
+    assert!(cases[first_plain..].iter().all(|c| !c.escalated), "escalated cases are listed first");
     if let Some((n, day)) = &paid_invoice {
         assert!(!done.iter().any(|d| &d.invoice == n && d.run_date > *day), "paid {n} reminded after payment");
     }
@@ -183,7 +199,7 @@ async fn ninety_days(desk: &Desk, corpus: &Path, start: NaiveDate, days: i64) {
     assert_eq!(sent, 0, "no outbox row without an approval");
     assert!(matches!(audit::verify(&store).await.unwrap(), Verdict::Intact { .. }));
     let total: usize = drafts_per_day.values().sum();
-    println!("{}: {days} days from {start}: {total} reminder drafts ({} on the first day), {} second reminders on the day, {} levels recorded", corpus.display(), drafts_per_day[&start], expected, done.len());
+    println!("{}: {days} days from {start}: {total} reminder drafts ({} on the first day), {} second reminders on the day, {} levels recorded, {escalated} cases escalated", corpus.display(), drafts_per_day[&start], expected, done.len());
     assert!(expected > 0 && total > 0, "the window exercised the schedule");
 }
 
