@@ -1,6 +1,8 @@
 //! bench: benchmark commands that print numbers (speed and memory targets
 //! are measured here, never by timed tests). `bench remind` times the daily
-//! reminder pass on a synthetic company in a fresh temporary SQLite database.
+//! reminder pass on a synthetic company in a fresh temporary SQLite database;
+//! `bench ingest` times the whole flow on generated (or given) mail beside the
+//! floor of mail-parser alone on the same bytes.
 
 use crate::app;
 use crate::config::Config;
@@ -123,6 +125,98 @@ pub async fn remind(base: &Config, invoices: usize, clients: usize, day: NaiveDa
         same_day_seconds,
         next_day_seconds,
         next_day_drafts: next.drafts.len(),
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// What `bench ingest` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestBench {
+    pub backend: String,
+    pub messages: usize,
+    pub bytes: u64,
+    /// mail-parser alone, reading and parsing every inbound file.
+    pub parse_only_seconds: f64,
+    pub parse_only_per_second: f64,
+    /// ingest → parse → link → classify (rules) → decide → draft → store.
+    pub end_to_end_seconds: f64,
+    pub end_to_end_per_second: f64,
+    /// end to end ÷ parse only (the cost of our own stages).
+    pub ratio: f64,
+    pub cases: usize,
+    pub drafts: usize,
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// A fresh database on the PostgreSQL server of `admin` (dropped by the caller).
+async fn fresh_postgres(admin: &str) -> Result<(String, String)> {
+    sqlx::any::install_default_drivers();
+    let name = format!("dd_bench_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::AnyPool::connect(admin).await.with_context(|| format!("connecting to {admin}"))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await?;
+    pool.close().await;
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).context("a postgres:// URL with a database name")?;
+    Ok((format!("{base}/{name}"), name))
+}
+
+/// Runs the flow on `messages` generated messages (or on the corpus at `corpus`).
+pub async fn ingest(base: &Config, messages: usize, corpus: Option<&std::path::Path>, postgres: Option<&str>) -> Result<IngestBench> {
+    let gen_dir = tempfile::tempdir().context("creating a temporary folder")?;
+    let dir = match corpus {
+        Some(c) => c.to_path_buf(),
+        None => {
+            crate::gen::generate(gen_dir.path(), (messages / 40).max(20), (messages / 2).max(100), messages)?;
+            gen_dir.path().to_path_buf()
+        }
+    };
+    // The floor: mail-parser alone on the same bytes, one file at a time.
+    let files = crate::mail::maildir::list(&dir.join("inbound"), false)?;
+    let (mut bytes, t) = (0u64, Instant::now());
+    for f in &files {
+        let raw = std::fs::read(&f.path).with_context(|| format!("cannot read {}", f.path.display()))?;
+        bytes += raw.len() as u64;
+        std::hint::black_box(mail_parser::MessageParser::default().parse(&raw));
+    }
+    let parse_only_seconds = t.elapsed().as_secs_f64();
+
+    let data = tempfile::tempdir().context("creating a temporary folder")?;
+    let mut cfg = base.clone();
+    cfg.data_dir = data.path().to_path_buf();
+    cfg.database_url = None;
+    let mut dropped = None;
+    if let Some(admin) = postgres {
+        let (url, name) = fresh_postgres(admin).await?;
+        cfg.database_url = Some(url);
+        dropped = Some((admin.to_string(), name));
+    }
+    let (store, policy) = app::open(&cfg).await?;
+    app::import_corpus(&store, &dir).await?;
+    let mut p = app::pipeline(&cfg, store.clone(), policy).await?;
+    let t = Instant::now();
+    if dir.join("outbound").is_dir() {
+        app::ingest_path(&mut p, &dir.join("outbound"), true).await?;
+    }
+    let r = app::ingest_path(&mut p, &dir.join("inbound"), false).await?;
+    let end_to_end_seconds = t.elapsed().as_secs_f64();
+    let cases = store.cases(None, None).await?.len();
+    let drafts = store.drafts(None, None).await?.len();
+    store.pool.close().await;
+    if let Some((admin, name)) = dropped {
+        let pool = sqlx::AnyPool::connect(&admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).execute(&pool).await?;
+    }
+    let n = r.files;
+    Ok(IngestBench {
+        backend: if postgres.is_some() { "postgres".into() } else { "sqlite".into() },
+        messages: n,
+        bytes,
+        parse_only_seconds,
+        parse_only_per_second: n as f64 / parse_only_seconds.max(1e-9),
+        end_to_end_seconds,
+        end_to_end_per_second: n as f64 / end_to_end_seconds.max(1e-9),
+        ratio: end_to_end_seconds / parse_only_seconds.max(1e-9),
+        cases,
+        drafts,
         peak_rss_mib: peak_rss_mib(),
     })
 }

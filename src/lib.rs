@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod eval;
 pub mod flow;
+pub mod gen;
 pub mod ledger;
 pub mod llm;
 pub mod mail;

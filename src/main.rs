@@ -96,6 +96,16 @@ enum Cmd {
     },
     /// Measure the flow on a labelled corpus (fresh temporary database).
     Eval { corpus: PathBuf },
+    /// Write a synthetic company in the corpus format (users, clients, invoices, outbound, inbound, labels).
+    Gen {
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        #[arg(long, default_value_t = 2_000)]
+        invoices: usize,
+        #[arg(long, default_value_t = 2_000)]
+        messages: usize,
+        out_dir: PathBuf,
+    },
     /// Benchmarks that print numbers (fresh temporary database each).
     Bench {
         #[command(subcommand)]
@@ -135,6 +145,17 @@ enum DraftsCmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// The whole flow on generated mail (or CORPUS), beside mail-parser alone on the same bytes.
+    Ingest {
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// A corpus folder to use instead of generated mail.
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// Run on a fresh database of this PostgreSQL server (e.g. postgres://postgres@127.0.0.1:5432/postgres) instead of SQLite.
+        #[arg(long)]
+        postgres: Option<String>,
+    },
     /// The daily reminder pass on a synthetic company of open invoices.
     Remind {
         #[arg(long, default_value_t = 10_000)]
@@ -223,6 +244,26 @@ async fn run(cli: Cli) -> Result<()> {
     }
     match cli.cmd {
         Cmd::Demo { company } => demo(cfg, &company, cli.json).await,
+        Cmd::Gen { clients, invoices, messages, out_dir } => {
+            let g = dispute_desk::gen::generate(&out_dir, clients, invoices, messages)?;
+            if cli.json {
+                return print_json(&g);
+            }
+            println!("wrote {}: {} clients, {} invoices, {} outbound and {} inbound messages ({:.1} MB)", out_dir.display(), g.clients, g.invoices, g.outbound, g.inbound, g.bytes as f64 / 1e6);
+            Ok(())
+        }
+        Cmd::Bench { cmd: BenchCmd::Ingest { messages, corpus, postgres } } => {
+            let b = dispute_desk::bench::ingest(&cfg, messages, corpus.as_deref(), postgres.as_deref()).await?;
+            if cli.json {
+                return print_json(&b);
+            }
+            println!("bench ingest ({}): {} messages, {:.1} MB", b.backend, b.messages, b.bytes as f64 / 1e6);
+            println!("  mail-parser alone   {:>8.3} s   {:>8.0} msg/s", b.parse_only_seconds, b.parse_only_per_second);
+            println!("  whole flow          {:>8.3} s   {:>8.0} msg/s   ({} cases, {} drafts)", b.end_to_end_seconds, b.end_to_end_per_second, b.cases, b.drafts);
+            println!("  ratio               {:>8.1}x the parse-only floor", b.ratio);
+            println!("  peak RSS            {}", b.peak_rss_mib.map(|m| format!("{m:.1} MiB")).unwrap_or_else(|| "-".into()));
+            Ok(())
+        }
         Cmd::Bench { cmd: BenchCmd::Remind { invoices, clients, date } } => {
             let day = date.unwrap_or_else(|| chrono::Local::now().date_naive());
             let b = dispute_desk::bench::remind(&cfg, invoices, clients, day).await?;
