@@ -2,6 +2,7 @@
 //! environment variables (`DISPUTE_DESK_*`). Secrets are never printed.
 
 use crate::flow::pipeline::Company;
+use crate::mail::imap::MailboxConfig;
 use crate::mail::smtp::{SmtpConfig, TlsMode};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,12 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// Send attempts for transient SMTP errors before a row is `failed`.
     pub send_max_attempts: i64,
+    /// Mailboxes `serve` watches (`[[mailbox]]` entries).
+    pub mailbox: Vec<MailboxConfig>,
+    /// Name of the mailbox whose Sent folder keeps what we send (default: the first).
+    pub sent_mailbox: Option<String>,
+    /// Seconds between outbox passes in `serve`.
+    pub outbox_poll_secs: u64,
 }
 
 impl Default for Config {
@@ -44,6 +51,9 @@ impl Default for Config {
             company: Company::default(),
             smtp: SmtpConfig::default(),
             send_max_attempts: 5,
+            mailbox: Vec::new(),
+            sent_mailbox: None,
+            outbox_poll_secs: 10,
         }
     }
 }
@@ -92,6 +102,32 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Each `[[mailbox]]` is complete and names are unique (checkpoints are keyed by name).
+    pub fn validate_mailboxes(&self) -> Result<(), ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid { path: "[[mailbox]]".into(), reason };
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.mailbox {
+            m.validate().map_err(|e| invalid(e.to_string()))?;
+            if !seen.insert(m.name.as_str()) {
+                return Err(invalid(format!("two mailboxes are named {:?}", m.name)));
+            }
+        }
+        if let Some(n) = &self.sent_mailbox {
+            if !seen.contains(n.as_str()) {
+                return Err(invalid(format!("sent_mailbox {n:?} names no [[mailbox]]")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The mailbox whose Sent folder keeps the copies, if any.
+    pub fn sent_mailbox(&self) -> Option<&MailboxConfig> {
+        match &self.sent_mailbox {
+            Some(n) => self.mailbox.iter().find(|m| &m.name == n),
+            None => self.mailbox.first(),
+        }
     }
 
     pub fn database_url(&self) -> String {
