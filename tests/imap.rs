@@ -445,3 +445,67 @@ async fn tls_starttls_and_xoauth2_logins_work_and_a_bad_token_is_refused() {
     assert!(matches!(imap::connect(&oauth).await, Err(ImapError::Auth { .. })));
     assert!(t0.elapsed() < Duration::from_secs(9), "a refused token fails promptly");
 }
+
+/// The real binary, `serve` with a configuration file; its log goes to `log`.
+fn spawn_serve(cfg: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dispute-desk"))
+        .arg("--config")
+        .arg(cfg)
+        .arg("serve")
+        .env("DISPUTE_DESK_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_killed_mid_burst_and_restarted_ingests_every_message_once() {
+    let desk = Desk::new("INBOX").await;
+    let conf = desk.cfg.data_dir.join("dispute-desk.toml");
+    std::fs::write(&conf, toml::to_string(&desk.cfg).unwrap()).unwrap();
+    let log = desk.cfg.data_dir.join("serve.log");
+    let mut c = desk.client().await;
+    for i in 0..120 {
+        append(&mut c, "INBOX", &dispute(&format!("kill-{i}"))).await;
+    }
+    let mut child = spawn_serve(&conf, &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while desk.imap_rows().await.len() < 15 {
+        assert!(Instant::now() < deadline, "serve ingested nothing: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL, mid-burst
+    child.wait().unwrap();
+    let at_kill = desk.imap_rows().await.len();
+    eprintln!("killed with {at_kill} of 120 stored");
+    assert!(at_kill < 120, "the kill came too late to test anything");
+
+    let mut child = spawn_serve(&conf, &log);
+    for i in 120..150 {
+        append(&mut c, "INBOX", &dispute(&format!("kill-{i}"))).await;
+    }
+    desk.wait_count(150, 60).await;
+    desk.wait_state("idle", 10).await;
+    // SIGTERM: a graceful stop.
+    std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "serve exits cleanly on SIGTERM: {status}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+
+    let uids: Vec<i64> = desk.imap_rows().await.iter().map(|r| r.1).collect();
+    assert_eq!(uids, (1..=150).collect::<Vec<_>>(), "every message once, none lost");
+    assert!(desk.store.messages_where(None, Some("accepted"), None).await.unwrap().is_empty(), "what the kill left unprocessed was processed at restart");
+    assert_eq!(desk.state().await.as_deref(), Some("stopped"));
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dispute-desk")).arg("--config").arg(&conf).arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("compta") && text.contains("stopped") && text.contains("/150"), "status prints the mailbox: {text}");
+    assert!(!text.contains(dovecot::PASSWORD));
+}

@@ -527,6 +527,7 @@ impl MailboxSession for ImapSession {
             let (fut, _stop) = handle.wait_with_timeout(reissue + Duration::from_secs(60));
             tokio::select! {
                 r = fut => match r {
+                    Ok(IdleResponse::NewData(d)) if matches!(d.parsed(), async_imap::imap_proto::Response::Data { status: async_imap::imap_proto::Status::Bye, .. }) => (Wake::Changed, true),
                     Ok(IdleResponse::NewData(_)) => (Wake::Changed, false),
                     Ok(IdleResponse::Timeout) => (Wake::Reissue, false),
                     // Not asked for: the stream ended, the server went away.
