@@ -153,4 +153,22 @@ mod tests {
         std::fs::write(&f, "bogus_key = 1\n").unwrap();
         assert!(matches!(Config::load(Some(&f)), Err(ConfigError::Invalid { .. })));
     }
+
+    #[test]
+    fn mailboxes_come_from_the_file_and_are_checked() {
+        let text = "sent_mailbox = \"compta\"\n[[mailbox]]\nname = \"compta\"\nhost = \"imap.example.fr\"\ntls = \"starttls\"\nusername = \"c@x.fr\"\npassword = \"pw\"\nafter_ingest = \"keyword\"\n\n[[mailbox]]\nname = \"ventes\"\nhost = \"imap.example.fr\"\nusername = \"v@x.fr\"\noauth2_token_command = \"get-token\"\nfolder = \"Clients\"\n";
+        let c: Config = toml::from_str(text).unwrap();
+        assert_eq!(c.mailbox.len(), 2);
+        assert_eq!((c.mailbox[0].port(), c.mailbox[0].folder.as_str()), (143, "INBOX"));
+        assert_eq!((c.mailbox[1].port(), c.mailbox[1].folder.as_str()), (993, "Clients"));
+        c.validate_mailboxes().unwrap();
+        assert_eq!(c.sent_mailbox().unwrap().name, "compta");
+        let mut twice = c.clone();
+        twice.mailbox[1].name = "compta".into();
+        assert!(twice.validate_mailboxes().is_err(), "names are checkpoint keys: unique");
+        let mut nowhere = c.clone();
+        nowhere.sent_mailbox = Some("other".into());
+        assert!(nowhere.validate_mailboxes().is_err());
+        assert!(toml::from_str::<Config>("[[mailbox]]\nname = \"x\"\nbogus = 1\n").is_err(), "unknown keys are refused");
+    }
 }

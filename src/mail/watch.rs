@@ -185,4 +185,73 @@ mod tests {
             assert!(d30 >= Duration::from_secs(30) && d30 <= max, "{d30:?}");
         }
     }
+
+    use crate::mail::imap::{Fetched, Folder};
+    use crate::serve::Shutdown;
+
+    /// A folder in memory; stopping the service after a given UID's
+    /// after-ingest action stands for a SIGTERM arriving mid-batch.
+    struct Fake {
+        uidvalidity: u32,
+        msgs: Vec<(u32, Vec<u8>)>,
+        stop_after: Option<(u32, tokio::sync::watch::Sender<bool>)>,
+    }
+
+    impl MailboxSession for Fake {
+        async fn select(&mut self, _: &str) -> Result<Folder, ImapError> {
+            Ok(Folder { uidvalidity: self.uidvalidity, exists: self.msgs.len() as u32 })
+        }
+        async fn uids_after(&mut self, after: u32) -> Result<Vec<u32>, ImapError> {
+            Ok(self.msgs.iter().map(|m| m.0).filter(|u| *u > after).collect())
+        }
+        async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Fetched>, ImapError> {
+            Ok(self.msgs.iter().filter(|m| uids.contains(&m.0)).map(|m| Fetched { uid: m.0, raw: m.1.clone() }).collect())
+        }
+        async fn after_ingest(&mut self, uid: u32, _: AfterIngest, _: &str, _: &str) -> Result<(), ImapError> {
+            if let Some((u, tx)) = &self.stop_after {
+                if *u == uid {
+                    let _ = tx.send(true);
+                }
+            }
+            Ok(())
+        }
+        async fn wait(&mut self, _: bool, _: Duration, _: Duration, _: &mut Shutdown) -> Result<Wake, ImapError> {
+            Ok(Wake::Shutdown)
+        }
+        async fn logout(&mut self) {}
+    }
+
+    fn mail(i: u32) -> Vec<u8> {
+        format!("From: a@client.example\r\nSubject: n{i}\r\nMessage-ID: <m{i}@client.example>\r\n\r\nbonjour {i}\r\n").into_bytes()
+    }
+
+    #[tokio::test]
+    async fn shutdown_mid_batch_keeps_the_checkpoint_on_the_last_stored_message_and_a_new_uidvalidity_rescans() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::default();
+        cfg.data_dir = dir.path().to_path_buf();
+        let (store, policy) = crate::app::open(&cfg).await.unwrap();
+        let pipeline = Mutex::new(crate::app::pipeline(&cfg, store.clone(), policy).await.unwrap());
+        let mb = MailboxConfig { name: "m".into(), after_ingest: AfterIngest::Keyword, ..MailboxConfig::default() };
+
+        let (tx, shutdown) = Shutdown::channel();
+        let mut s = Fake { uidvalidity: 7, msgs: (1..=5).map(|i| (i, mail(i))).collect(), stop_after: Some((2, tx)) };
+        let n = sync(&mb, &mut s, 7, &store, &pipeline, &shutdown).await.unwrap();
+        assert_eq!(n, Synced { stored: 2, duplicates: 0 }, "the message in hand is finished, the rest waits");
+        assert_eq!(store.checkpoint("m").await.unwrap(), Some((7, 2)));
+        assert!(store.messages_where(None, Some("accepted"), None).await.unwrap().is_empty(), "what was stored went through the flow");
+
+        let (_tx, shutdown) = Shutdown::channel();
+        s.stop_after = None;
+        let n = sync(&mb, &mut s, 7, &store, &pipeline, &shutdown).await.unwrap();
+        assert_eq!(n, Synced { stored: 3, duplicates: 0 }, "the next start goes on from the checkpoint");
+        assert_eq!(store.checkpoint("m").await.unwrap(), Some((7, 5)));
+
+        // Same messages under new UIDs and a new UIDVALIDITY, plus one.
+        let mut s = Fake { uidvalidity: 9, msgs: (1..=6).map(|i| (i + 100, mail(i))).collect(), stop_after: None };
+        let n = sync(&mb, &mut s, 9, &store, &pipeline, &shutdown).await.unwrap();
+        assert_eq!(n, Synced { stored: 1, duplicates: 5 });
+        assert_eq!(store.checkpoint("m").await.unwrap(), Some((9, 106)));
+        assert_eq!(store.messages_where(None, None, None).await.unwrap().len(), 6);
+    }
 }
