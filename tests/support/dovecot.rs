@@ -132,6 +132,21 @@ impl Dovecot {
         }
     }
 
+    /// Drops a message straight into the test user's INBOX maildir, as a
+    /// local delivery agent would while the IMAP server is down.
+    pub fn deliver_to_maildir(&self, name: &str, raw: &[u8]) {
+        let md = self.dir.path().join("mail").join(USER).join("Maildir");
+        let (tmp, new) = (md.join("tmp"), md.join("new"));
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::create_dir_all(&new).unwrap();
+        let file = format!("{}.{name}.test", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
+        std::fs::write(tmp.join(&file), raw).unwrap();
+        std::fs::rename(tmp.join(&file), new.join(&file)).unwrap();
+        if is_root() {
+            run(Command::new("chown").arg("-R").arg("nobody:nogroup").arg(self.dir.path().join("mail")), "chown maildir");
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
