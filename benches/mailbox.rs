@@ -125,7 +125,11 @@ async fn main() {
     let serve = tokio::spawn(dispute_desk::serve::run(cfg.clone(), async move {
         let _ = rx.await;
     }));
+    let mut stored_at = None;
     loop {
+        if stored_at.is_none() && store.messages_where(None, None, None).await.unwrap().len() >= before + backlog {
+            stored_at = Some(t0.elapsed().as_secs_f64());
+        }
         let done = store.messages_where(None, Some("processed"), None).await.unwrap().len();
         if done >= before + backlog {
             break;
@@ -141,5 +145,7 @@ async fn main() {
     println!("dispute-desk mailbox benchmark (Dovecot {}, SQLite, {} build)", "on loopback", if cfg!(debug_assertions) { "debug" } else { "release" });
     println!("  Dovecot IDLE notify delay (APPEND → EXISTS), {} samples: median {:.0} ms, p95 {:.0} ms", notify.len(), ms(pct(&mut notify, 0.5)), ms(pct(&mut notify, 0.95)));
     println!("  APPEND → processed with case and drafts, {} samples: median {:.0} ms, p95 {:.0} ms", lat.len(), ms(pct(&mut lat, 0.5)), ms(pct(&mut lat, 0.95)));
-    println!("  backlog of {backlog}: appended in {app_secs:.1} s; ingested and processed in {drain:.1} s = {:.0} messages/s", backlog as f64 / drain);
+    let stored = stored_at.unwrap_or(drain);
+    println!("  backlog of {backlog}: appended in {app_secs:.1} s; all stored after {stored:.1} s, all processed after {drain:.1} s = {:.0} messages/s", backlog as f64 / drain);
+    println!("  (every message continues the same client's case: the flow reloads the case history per message, so this is the worst case)");
 }
