@@ -512,3 +512,74 @@ async fn the_agent_killed_mid_burst_and_restarted_ingests_every_message_once() {
     assert!(out.status.success() && text.contains("compta") && text.contains("stopped") && text.contains("/150"), "status prints the mailbox: {text}");
     assert!(!text.contains(dovecot::PASSWORD));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_server_that_is_down_is_retried_and_the_reply_goes_out_once_when_it_is_back() {
+    let mut desk = Desk::new("INBOX").await;
+    let port = smtp_server::closed_port();
+    desk.cfg.smtp = dispute_desk::mail::smtp::SmtpConfig { port, timeout_secs: 3, ..Default::default() };
+    let (store, policy) = app::open(&desk.cfg).await.unwrap();
+    let mut p = app::pipeline(&desk.cfg, store, policy).await.unwrap();
+    app::ingest_path(&mut p, &root().join("tests/fixtures/mini"), false).await.unwrap();
+    let serving = desk.serve();
+    desk.wait_state("idle", 15).await;
+    let id = approve_reply(&desk, "p.garnier@transports-garnier.fr").await;
+    let store = desk.store.clone();
+    wait_for("a failed attempt queued for a retry", 20, || {
+        let store = store.clone();
+        async move { store.outbox().await.unwrap().iter().any(|r| r.id == id && r.status == "queued" && r.attempts == 1 && r.last_error.is_some()) }
+    })
+    .await;
+
+    let smtp = smtp_server::spawn_smtp_on(port, mailin::response::OK);
+    // The retry is due in 30 s; bring it forward rather than wait.
+    sqlx::query("UPDATE outbox SET next_attempt_at = 0").execute(&desk.store.pool).await.unwrap();
+    wait_for("the retried reply sent", 20, || {
+        let store = store.clone();
+        async move { store.outbox().await.unwrap().iter().any(|r| r.id == id && r.status == "sent") }
+    })
+    .await;
+    serving.stop().await;
+    assert_eq!(smtp.received().len(), 1, "sent once");
+    let mut c = desk.client().await;
+    assert_eq!(flags(&mut c, "Sent").await.len(), 1, "one copy in Sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_is_reissued_on_schedule_and_mail_still_arrives() {
+    let mut desk = Desk::new("INBOX").await;
+    desk.cfg.mailbox[0].idle_reissue_secs = 1;
+    let serving = desk.serve();
+    desk.wait_state("idle", 15).await;
+    let first = desk.store.mailbox_health().await.unwrap()[0].last_sync_at.unwrap();
+    let store = desk.store.clone();
+    wait_for("two IDLE re-issues (each followed by a sync)", 10, || {
+        let store = store.clone();
+        async move { store.mailbox_health().await.unwrap()[0].last_sync_at.unwrap() >= first + 2 }
+    })
+    .await;
+    let mut c = desk.client().await;
+    append(&mut c, "INBOX", &dispute("reissue-1")).await;
+    desk.wait_count(1, 10).await;
+    serving.stop().await;
+}
+
+#[tokio::test]
+async fn mailbox_health_rows_work_on_postgres() {
+    let admin = std::env::var("DISPUTE_DESK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    sqlx::any::install_default_drivers();
+    let name = format!("dd_test_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin}): {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
+    pool.close().await;
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+    let store = Store::open(&format!("{base}/{name}")).await.unwrap();
+    store.set_mailbox_state("m", "connecting", false).await.unwrap();
+    store.set_mailbox_error("m", "cannot connect to x:993", 3).await.unwrap();
+    let h = &store.mailbox_health().await.unwrap()[0];
+    assert_eq!((h.state.as_str(), h.attempt, h.last_sync_at), ("reconnecting", 3, None));
+    store.set_mailbox_state("m", "idle", true).await.unwrap();
+    let h = &store.mailbox_health().await.unwrap()[0];
+    assert_eq!((h.state.as_str(), h.attempt), ("idle", 0));
+    assert!(h.last_sync_at.is_some() && h.last_error.is_some(), "the last error stays visible after recovery: {h:?}");
+}
