@@ -142,7 +142,7 @@ async fn main() {
     serve.await.unwrap().unwrap();
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("dispute-desk mailbox benchmark (Dovecot {}, SQLite, {} build)", "on loopback", if cfg!(debug_assertions) { "debug" } else { "release" });
+    println!("dispute-desk mailbox benchmark (Dovecot on loopback, SQLite, {} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
     println!("  Dovecot IDLE notify delay (APPEND → EXISTS), {} samples: median {:.0} ms, p95 {:.0} ms", notify.len(), ms(pct(&mut notify, 0.5)), ms(pct(&mut notify, 0.95)));
     println!("  APPEND → processed with case and drafts, {} samples: median {:.0} ms, p95 {:.0} ms", lat.len(), ms(pct(&mut lat, 0.5)), ms(pct(&mut lat, 0.95)));
     let stored = stored_at.unwrap_or(drain);

@@ -98,14 +98,15 @@ impl Desk {
     }
 
     async fn wait_state(&self, want: &str, secs: u64) {
-        let store = self.store.clone();
-        let want2 = want.to_string();
-        wait_for(&format!("mailbox state {want}"), secs, || {
-            let store = store.clone();
-            let want = want2.clone();
-            async move { store.mailbox_health().await.unwrap().iter().any(|h| h.mailbox == "compta" && h.state == want) }
-        })
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let h = self.store.mailbox_health().await.unwrap();
+            if h.iter().any(|h| h.mailbox == "compta" && h.state == want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out after {secs} s waiting for mailbox state {want}: {h:?}\ndovecot log:\n{}", self.dv.log());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn wait_count(&self, n: usize, secs: u64) {

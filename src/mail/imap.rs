@@ -395,7 +395,7 @@ impl Connect for ImapConnector {
         let caps = within(self.cfg.timeout_secs, "capability", s.capabilities()).await?.map_err(|source| ImapError::Protocol { command: "capability", source })?;
         let idle = caps.has_str("IDLE");
         let has_move = caps.has_str("MOVE");
-        Ok((ImapSession { session: Some(s), timeout: self.cfg.timeout_secs, has_move }, idle))
+        Ok((ImapSession { session: Some(s), timeout: self.cfg.timeout_secs, has_move, news: false }, idle))
     }
 }
 
@@ -404,6 +404,9 @@ pub struct ImapSession {
     session: Option<Session>,
     timeout: u64,
     has_move: bool,
+    /// An EXISTS/RECENT came in while we were busy with other commands:
+    /// sync again before idling, or that message would wait for the next wake.
+    news: bool,
 }
 
 fn proto(command: &'static str) -> impl FnOnce(async_imap::error::Error) -> ImapError {
@@ -427,7 +430,11 @@ impl ImapSession {
     /// rest; we re-read the folder state ourselves, so the content is not needed.
     fn drain(&mut self) {
         if let Some(s) = self.session.as_mut() {
-            while s.unsolicited_responses.try_recv().is_ok() {}
+            while let Ok(r) = s.unsolicited_responses.try_recv() {
+                if matches!(r, async_imap::types::UnsolicitedResponse::Exists(_) | async_imap::types::UnsolicitedResponse::Recent(_)) {
+                    self.news = true;
+                }
+            }
         }
     }
 }
@@ -518,10 +525,24 @@ impl MailboxSession for ImapSession {
             self.drain();
             return Ok(Wake::Changed);
         }
+        self.drain();
+        if std::mem::take(&mut self.news) {
+            // Mail arrived during the last sync; IDLE would not report it again.
+            return Ok(Wake::Changed);
+        }
         let session = self.session.take().ok_or(ImapError::Closed)?;
+        let early = session.unsolicited_responses.clone();
         let mut handle = session.idle();
         within(t, "idle", handle.init()).await?.map_err(proto("idle"))?;
-        let (wake, lost) = {
+        // An EXISTS sent between the IDLE command and its `+` goes to the
+        // unsolicited channel, not to the wait below.
+        let mut arrived = false;
+        while let Ok(r) = early.try_recv() {
+            arrived |= matches!(r, async_imap::types::UnsolicitedResponse::Exists(_) | async_imap::types::UnsolicitedResponse::Recent(_));
+        }
+        let (wake, lost) = if arrived {
+            (Wake::Changed, false)
+        } else {
             // The library's own timeout is reset by every `* OK Still here`
             // keepalive, so the re-issue deadline is ours.
             let (fut, _stop) = handle.wait_with_timeout(reissue + Duration::from_secs(60));
@@ -544,6 +565,7 @@ impl MailboxSession for ImapSession {
         let session = within(t, "idle done", handle.done()).await?.map_err(proto("idle done"))?;
         self.session = Some(session);
         self.drain();
+        self.news = false;
         Ok(wake)
     }
 

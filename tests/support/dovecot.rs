@@ -93,6 +93,9 @@ impl Dovecot {
             Command::new(DOVECOT)
         };
         cmd.arg("-F").arg("-c").arg(self.conf()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        // Its own process group, so that stop() reaches every child process.
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start dovecot: {e}"));
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -111,22 +114,23 @@ impl Dovecot {
         self.child = Some(child);
     }
 
-    /// Stops the instance (SIGTERM: the master ends its children and
-    /// closes every client connection) and waits until the port is closed.
+    /// Stops the instance: SIGTERM to its process group (the master ends its
+    /// children and every client connection), SIGKILL to whatever is left
+    /// after 10 s; returns once the ports are closed.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while child.try_wait().unwrap().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    break;
-                }
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
             let _ = child.wait();
             let deadline = Instant::now() + Duration::from_secs(10);
-            while TcpStream::connect(("127.0.0.1", self.imap_port)).is_ok() && Instant::now() < deadline {
+            while TcpStream::connect(("127.0.0.1", self.imap_port)).is_ok() {
+                let ps = Command::new("ps").args(["-eo", "pid,pgid,args"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+                assert!(Instant::now() < deadline, "dovecot still listens on {} 10 s after it was stopped:\n{ps}", self.imap_port);
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
