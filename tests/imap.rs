@@ -1,10 +1,14 @@
 //! The live mailbox against a real Dovecot started by the test (see
 //! support/dovecot.rs) and the in-process SMTP server: `serve` ingests what
-//! arrives during IDLE exactly once and leaves it unseen, resumes from its
-//! checkpoint after a restart, re-scans after a UIDVALIDITY change without
-//! duplicates, reconnects after the server restarts, keeps a copy of what it
-//! sends in Sent and resolves an interrupted send from it; TLS, STARTTLS and
-//! XOAUTH2 logins work. Every wait polls with a deadline.
+//! arrives during IDLE exactly once (also in a burst of 200) and leaves it
+//! unseen, resumes from its checkpoint after a restart (also after SIGKILL of
+//! the real binary mid-burst), re-scans after a UIDVALIDITY change without
+//! duplicates, reconnects after the server restarts, re-issues IDLE, flags or
+//! moves after ingest, retries a down SMTP server and sends once, keeps a copy
+//! of what it sends in Sent and resolves an interrupted send from it; TLS,
+//! STARTTLS and XOAUTH2 logins work (Dovecot's xoauth2 mechanism checks the
+//! bearer token against its passdb, which holds the test token). Every wait
+//! polls with a deadline.
 
 #[path = "support/dovecot.rs"]
 mod dovecot;
