@@ -1,18 +1,33 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: makes sure the PostgreSQL server the
-# tests use is installed and running, then runs every test (unit and
-# integration: SQLite, PostgreSQL, the in-process SMTP server, ../shared sets
-# when present).
+# tests use is installed and running and that Dovecot is installed (tests/imap.rs
+# starts its own throwaway instances), then runs every test (unit and
+# integration: SQLite, PostgreSQL, the in-process SMTP server, Dovecot, ../shared
+# sets when present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+apt_updated=
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+  apt-get install -y -qq "$@" >/dev/null
+}
+
+# Dovecot: only the binaries; the tests run their own instances as nobody on
+# free loopback ports, so the packaged service is never started.
+if [ ! -x /usr/sbin/dovecot ] || [ ! -e /usr/lib/dovecot/imap ]; then
+  echo "test.sh: installing Dovecot (dovecot-imapd, dovecot-lmtpd)" >&2
+  apt_install dovecot-imapd dovecot-lmtpd
+fi
+command -v openssl >/dev/null || apt_install openssl
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 
 if ! pg_ready; then
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     echo "test.sh: installing PostgreSQL" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+    apt_install postgresql
   fi
   version=$(ls /etc/postgresql | sort -V | tail -n 1)
   pg_ctlcluster --skip-systemctl-redirect "$version" main start || true

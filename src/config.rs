@@ -2,6 +2,7 @@
 //! environment variables (`DISPUTE_DESK_*`). Secrets are never printed.
 
 use crate::flow::pipeline::Company;
+use crate::mail::imap::MailboxConfig;
 use crate::mail::smtp::{SmtpConfig, TlsMode};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,12 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// Send attempts for transient SMTP errors before a row is `failed`.
     pub send_max_attempts: i64,
+    /// Mailboxes `serve` watches (`[[mailbox]]` entries).
+    pub mailbox: Vec<MailboxConfig>,
+    /// Name of the mailbox whose Sent folder keeps what we send (default: the first).
+    pub sent_mailbox: Option<String>,
+    /// Seconds between outbox passes in `serve`.
+    pub outbox_poll_secs: u64,
 }
 
 impl Default for Config {
@@ -44,6 +51,9 @@ impl Default for Config {
             company: Company::default(),
             smtp: SmtpConfig::default(),
             send_max_attempts: 5,
+            mailbox: Vec::new(),
+            sent_mailbox: None,
+            outbox_poll_secs: 10,
         }
     }
 }
@@ -94,6 +104,32 @@ impl Config {
         Ok(())
     }
 
+    /// Each `[[mailbox]]` is complete and names are unique (checkpoints are keyed by name).
+    pub fn validate_mailboxes(&self) -> Result<(), ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid { path: "[[mailbox]]".into(), reason };
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.mailbox {
+            m.validate().map_err(|e| invalid(e.to_string()))?;
+            if !seen.insert(m.name.as_str()) {
+                return Err(invalid(format!("two mailboxes are named {:?}", m.name)));
+            }
+        }
+        if let Some(n) = &self.sent_mailbox {
+            if !seen.contains(n.as_str()) {
+                return Err(invalid(format!("sent_mailbox {n:?} names no [[mailbox]]")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The mailbox whose Sent folder keeps the copies, if any.
+    pub fn sent_mailbox(&self) -> Option<&MailboxConfig> {
+        match &self.sent_mailbox {
+            Some(n) => self.mailbox.iter().find(|m| &m.name == n),
+            None => self.mailbox.first(),
+        }
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("dispute-desk.db").display()))
     }
@@ -116,5 +152,23 @@ mod tests {
         assert!(c.apply_env(&[("DISPUTE_DESK_SMTP_PORT".into(), "x".into())]).is_err());
         std::fs::write(&f, "bogus_key = 1\n").unwrap();
         assert!(matches!(Config::load(Some(&f)), Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn mailboxes_come_from_the_file_and_are_checked() {
+        let text = "sent_mailbox = \"compta\"\n[[mailbox]]\nname = \"compta\"\nhost = \"imap.example.fr\"\ntls = \"starttls\"\nusername = \"c@x.fr\"\npassword = \"pw\"\nafter_ingest = \"keyword\"\n\n[[mailbox]]\nname = \"ventes\"\nhost = \"imap.example.fr\"\nusername = \"v@x.fr\"\noauth2_token_command = \"get-token\"\nfolder = \"Clients\"\n";
+        let c: Config = toml::from_str(text).unwrap();
+        assert_eq!(c.mailbox.len(), 2);
+        assert_eq!((c.mailbox[0].port(), c.mailbox[0].folder.as_str()), (143, "INBOX"));
+        assert_eq!((c.mailbox[1].port(), c.mailbox[1].folder.as_str()), (993, "Clients"));
+        c.validate_mailboxes().unwrap();
+        assert_eq!(c.sent_mailbox().unwrap().name, "compta");
+        let mut twice = c.clone();
+        twice.mailbox[1].name = "compta".into();
+        assert!(twice.validate_mailboxes().is_err(), "names are checkpoint keys: unique");
+        let mut nowhere = c.clone();
+        nowhere.sent_mailbox = Some("other".into());
+        assert!(nowhere.validate_mailboxes().is_err());
+        assert!(toml::from_str::<Config>("[[mailbox]]\nname = \"x\"\nbogus = 1\n").is_err(), "unknown keys are refused");
     }
 }

@@ -15,4 +15,5 @@ pub mod ledger;
 pub mod llm;
 pub mod mail;
 pub mod policy;
+pub mod serve;
 pub mod store;

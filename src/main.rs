@@ -1,6 +1,6 @@
 //! The `dispute-desk` command line: demo, import, ingest, drafts (the
 //! approval gate), send, cases (list, show, move, assign), tasks, remind,
-//! messages, outbox, audit and eval.
+//! messages, outbox, audit, eval, gen, bench, serve and status.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -111,6 +111,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BenchCmd,
     },
+    /// Watch the configured mailboxes and send the approved outbox, until SIGINT/SIGTERM.
+    Serve,
+    /// Health of each watched mailbox: state, last successful sync, last error, checkpoint.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -393,6 +397,32 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Cases { cmd } => cases(&cfg, cmd, cli.json).await,
+        Cmd::Serve => dispute_desk::serve::run(cfg, dispute_desk::serve::signals()).await,
+        Cmd::Status => {
+            let (store, _) = app::open(&cfg).await?;
+            let rows = store.mailbox_health().await?;
+            if cli.json {
+                return print_json(&rows);
+            }
+            if rows.is_empty() {
+                println!("no mailbox has been watched yet (configure [[mailbox]] and run `dispute-desk serve`)");
+            }
+            for h in rows {
+                println!(
+                    "{:<16} {:<12} last sync {}  checkpoint {}  attempt {}{}",
+                    h.mailbox,
+                    h.state,
+                    when(h.last_sync_at),
+                    match (h.uidvalidity, h.last_uid) {
+                        (Some(v), Some(u)) => format!("{v}/{u}"),
+                        _ => "-".into(),
+                    },
+                    h.attempt,
+                    h.last_error.map(|e| format!("\n{:<16} last error at {}: {e}", "", when(h.last_error_at))).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
         Cmd::Messages { queue } => {
             let (store, _) = app::open(&cfg).await?;
             let rows = match queue.as_str() {

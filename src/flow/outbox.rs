@@ -7,6 +7,7 @@
 use crate::flow::ingest::content_hash;
 use crate::mail::smtp::SendMail;
 use crate::store::messages::NewRaw;
+use crate::store::outbox::OutboxRow;
 use crate::store::{now, Result, Store};
 use crate::domain::EmailAddress;
 
@@ -33,44 +34,7 @@ pub async fn send_due(store: &Store, sender: &dyn SendMail, max_attempts: i64) -
         let to: Vec<EmailAddress> = row.to_addrs.split(',').filter_map(|a| EmailAddress::parse(a).ok()).collect();
         match sender.send(&from, &to, &row.raw).await {
             Ok(()) => {
-                let draft = store.draft(row.draft_id).await?;
-                let case_client: Option<String> = match draft.case_id {
-                    Some(c) => Some(store.case(c).await?.client_id),
-                    None => None,
-                };
-                let mut tx = store.begin().await?;
-                store.outbox_sent(&mut tx, row.id).await?;
-                let copy = NewRaw { direction: "out", source: "outbox".into(), mailbox: None, uidvalidity: None, uid: None, message_id: Some(row.message_id.clone()), content_hash: content_hash(&row.raw), raw: &row.raw };
-                if let Some(mid) = store.insert_raw(&mut tx, &copy).await? {
-                    sqlx::query("UPDATE messages SET state = 'processed', disposition = 'sent', case_id = $2, client_id = $3, subject = $4, from_addr = $5, date_at = $6, processed_at = $6 WHERE id = $1")
-                        .bind(mid)
-                        .bind(draft.case_id)
-                        .bind(case_client)
-                        .bind(&draft.subject)
-                        .bind(&row.from_addr)
-                        .bind(now())
-                        .execute(&mut *tx)
-                        .await?;
-                    if let Some(c) = draft.case_id {
-                        for n in store.case_invoices(c).await? {
-                            sqlx::query("INSERT INTO message_invoices (message_id, invoice_number) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(mid).bind(n).execute(&mut *tx).await?;
-                        }
-                    }
-                }
-                crate::store::audit::append(
-                    &mut tx,
-                    store.backend,
-                    crate::store::audit::Event {
-                        actor: &crate::store::audit::Actor::Agent,
-                        case_id: draft.case_id,
-                        entity: "outbox",
-                        entity_id: row.id.to_string(),
-                        action: "sent",
-                        detail: serde_json::json!({"draft": row.draft_id, "message_id": row.message_id, "attempt": row.attempts}),
-                    },
-                )
-                .await?;
-                tx.commit().await?;
+                record_sent(store, &row).await?;
                 tracing::info!("sent");
                 report.sent += 1;
             }
@@ -88,6 +52,52 @@ pub async fn send_due(store: &Store, sender: &dyn SendMail, max_attempts: i64) -
         }
     }
     Ok(report)
+}
+
+/// Marks a row sent and keeps the copy as an outbound message (so client
+/// replies thread to it), with its audit event, in one transaction. Used after
+/// the SMTP server accepted the message, and after a restart when the copy
+/// was found in the Sent folder.
+pub async fn record_sent(store: &Store, row: &OutboxRow) -> Result<()> {
+    let draft = store.draft(row.draft_id).await?;
+    let case_client: Option<String> = match draft.case_id {
+        Some(c) => Some(store.case(c).await?.client_id),
+        None => None,
+    };
+    let mut tx = store.begin().await?;
+    store.outbox_sent(&mut tx, row.id).await?;
+    let copy = NewRaw { direction: "out", source: "outbox".into(), mailbox: None, uidvalidity: None, uid: None, message_id: Some(row.message_id.clone()), content_hash: content_hash(&row.raw), raw: &row.raw };
+    if let Some(mid) = store.insert_raw(&mut tx, &copy).await? {
+        sqlx::query("UPDATE messages SET state = 'processed', disposition = 'sent', case_id = $2, client_id = $3, subject = $4, from_addr = $5, date_at = $6, processed_at = $6 WHERE id = $1")
+            .bind(mid)
+            .bind(draft.case_id)
+            .bind(case_client)
+            .bind(&draft.subject)
+            .bind(&row.from_addr)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        if let Some(c) = draft.case_id {
+            for n in store.case_invoices(c).await? {
+                sqlx::query("INSERT INTO message_invoices (message_id, invoice_number) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(mid).bind(n).execute(&mut *tx).await?;
+            }
+        }
+    }
+    crate::store::audit::append(
+        &mut tx,
+        store.backend,
+        crate::store::audit::Event {
+            actor: &crate::store::audit::Actor::Agent,
+            case_id: draft.case_id,
+            entity: "outbox",
+            entity_id: row.id.to_string(),
+            action: "sent",
+            detail: serde_json::json!({"draft": row.draft_id, "message_id": row.message_id, "attempt": row.attempts}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -113,6 +113,18 @@ impl Store {
             .rows_affected())
     }
 
+    /// Rows left in `sending` (by a process that stopped mid-send).
+    pub async fn outbox_sending(&self) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLS} FROM outbox WHERE status = 'sending' ORDER BY id"))).fetch_all(&self.pool).await?;
+        rows.iter().map(row).collect()
+    }
+
+    /// One row left in `sending` becomes `uncertain`, with the reason.
+    pub async fn outbox_uncertain(&self, id: i64, reason: &str) -> Result<()> {
+        sqlx::query("UPDATE outbox SET status = 'uncertain', last_error = $2 WHERE id = $1 AND status = 'sending'").bind(id).bind(reason).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// A person requeues a failed or uncertain row.
     pub async fn outbox_requeue(&self, id: i64) -> Result<()> {
         let done = sqlx::query("UPDATE outbox SET status = 'queued', next_attempt_at = $2 WHERE id = $1 AND status IN ('failed', 'uncertain')")

@@ -66,7 +66,12 @@ impl TestSmtp {
 
 /// Starts an SMTP server on a free loopback port, one thread per connection.
 pub fn spawn_smtp(rcpt_reply: Response) -> TestSmtp {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    spawn_smtp_on(0, rcpt_reply)
+}
+
+/// Same, on a given port (0: any free one), e.g. a server that "comes back".
+pub fn spawn_smtp_on(port: u16, rcpt_reply: Response) -> TestSmtp {
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind loopback");
     let port = listener.local_addr().unwrap().port();
     let inbox = Arc::new(Mutex::new(Vec::new()));
     let handler = Recorder { inbox: inbox.clone(), rcpt_reply, current: None };

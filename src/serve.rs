@@ -1,0 +1,109 @@
+//! serve: the long-running service. Runs one watcher per configured mailbox
+//! and the outbox worker, until the shutdown signal given as an argument
+//! fires (SIGINT/SIGTERM from `main`, a channel in tests); then every task
+//! stops at a safe point: IDLE is ended, the message in hand is finished,
+//! checkpoints are left where the last stored message put them.
+
+use crate::app;
+use crate::config::Config;
+use crate::flow::outbox::send_due;
+use crate::mail::imap::{ImapConnector, ImapSent, SentFolder};
+use crate::mail::sent::{recover_sending, SentCopy};
+use crate::mail::smtp::SmtpSender;
+use crate::mail::watch;
+use anyhow::{Context, Result};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch as wch, Mutex};
+
+/// A task's view of the shutdown signal (cheap to clone, one per task).
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    rx: wch::Receiver<bool>,
+}
+
+impl Shutdown {
+    /// A signal and the handle that fires it.
+    pub fn channel() -> (wch::Sender<bool>, Shutdown) {
+        let (tx, rx) = wch::channel(false);
+        (tx, Shutdown { rx })
+    }
+
+    pub fn is_shutdown(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once shutdown is requested (or the sender is gone).
+    pub async fn recv(&mut self) {
+        let _ = self.rx.wait_for(|v| *v).await;
+    }
+}
+
+/// Runs the watchers and the outbox worker until `signal` resolves.
+pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> Result<()> {
+    cfg.validate_mailboxes()?;
+    let (store, policy) = app::open(&cfg).await?;
+    let pipeline = Arc::new(Mutex::new(app::pipeline(&cfg, store.clone(), policy).await?));
+    // Whatever a previous run stored but did not process.
+    watch::run_flow(&pipeline).await;
+
+    let sent: Option<Arc<dyn SentFolder>> = cfg.sent_mailbox().map(|m| Arc::new(ImapSent { cfg: m.clone() }) as Arc<dyn SentFolder>);
+    let rec = recover_sending(&store, sent.as_deref()).await.context("recovering interrupted sends")?;
+    if rec.sent + rec.uncertain > 0 {
+        tracing::warn!(sent = rec.sent, uncertain = rec.uncertain, "outbox rows interrupted mid-send resolved");
+    }
+
+    let (tx, shutdown) = Shutdown::channel();
+    let mut tasks = Vec::new();
+    for m in &cfg.mailbox {
+        tasks.push(tokio::spawn(watch::watch(m.clone(), ImapConnector { cfg: m.clone() }, store.clone(), pipeline.clone(), shutdown.clone())));
+    }
+    let sender = SentCopy { inner: SmtpSender::new(&cfg.smtp).context("configuring SMTP")?, sent };
+    let worker = {
+        let store = store.clone();
+        let mut shutdown = shutdown.clone();
+        let every = Duration::from_secs(cfg.outbox_poll_secs.max(1));
+        let max = cfg.send_max_attempts;
+        tokio::spawn(async move {
+            loop {
+                match send_due(&store, &sender, max).await {
+                    Ok(r) if r.sent + r.retried + r.failed > 0 => tracing::info!(sent = r.sent, retried = r.retried, failed = r.failed, "outbox pass"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "outbox pass failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.recv() => break,
+                }
+            }
+        })
+    };
+    tasks.push(worker);
+    tracing::info!(mailboxes = cfg.mailbox.len(), "serving");
+    signal.await;
+    tracing::info!("shutting down");
+    let _ = tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    store.pool.close().await;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+pub async fn signals() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
