@@ -198,8 +198,12 @@ pub async fn ingest(base: &Config, messages: usize, corpus: Option<&std::path::P
     }
     let r = app::ingest_path(&mut p, &dir.join("inbound"), false).await?;
     let end_to_end_seconds = t.elapsed().as_secs_f64();
-    let cases = store.cases(None, None).await?.len();
-    let drafts = store.drafts(None, None).await?.len();
+    let count = |table: &'static str| {
+        let pool = store.pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"))).fetch_one(&pool).await }
+    };
+    let cases = count("cases").await? as usize;
+    let drafts = count("drafts").await? as usize;
     store.pool.close().await;
     if let Some((admin, name)) = dropped {
         let pool = sqlx::AnyPool::connect(&admin).await?;

@@ -63,6 +63,9 @@ pub struct Pipeline {
     pub max_attempts: i64,
 }
 
+/// Messages of a case shown in a call brief: the most recent ones.
+const HISTORY_LINES: i64 = 30;
+
 const FREE_MAIL: &[&str] = &["gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "hotmail.fr", "live.com", "live.fr", "yahoo.com", "yahoo.fr", "orange.fr", "wanadoo.fr", "free.fr", "sfr.fr", "laposte.net", "icloud.com", "me.com", "gmx.fr", "gmx.com", "aol.com", "protonmail.com", "proton.me"];
 
 impl Pipeline {
@@ -226,10 +229,10 @@ impl Pipeline {
         );
         let history = if let Some(CaseAction::Update { case_id, .. }) = &decision.case {
             self.store
-                .messages_where(None, None, Some(*case_id))
+                .case_history(*case_id, HISTORY_LINES)
                 .await?
                 .into_iter()
-                .map(|m| HistoryLine { date: fmt_ts(m.date_at), direction: m.direction, subject: m.subject.unwrap_or_default() })
+                .map(|(date, direction, subject)| HistoryLine { date: fmt_ts(date), direction, subject: subject.unwrap_or_default() })
                 .collect()
         } else {
             let mut h = Vec::new();

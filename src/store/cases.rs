@@ -180,6 +180,17 @@ impl Store {
             .bind(client_id)
             .fetch_all(&self.pool)
             .await?;
+        // The invoices of all these cases in one query, not one per case.
+        let links = sqlx::query("SELECT ci.case_id, ci.invoice_number FROM case_invoices ci JOIN cases c ON c.id = ci.case_id WHERE c.client_id = $1 AND c.status <> 'resolved' ORDER BY ci.invoice_number")
+            .bind(client_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut invoices: std::collections::HashMap<i64, Vec<InvoiceNumber>> = std::collections::HashMap::new();
+        for l in &links {
+            if let Ok(n) = InvoiceNumber::parse(&l.try_get::<String, _>("invoice_number")?) {
+                invoices.entry(l.try_get("case_id")?).or_default().push(n);
+            }
+        }
         let mut out = Vec::new();
         for r in rows {
             let id: i64 = r.try_get("id")?;
@@ -190,7 +201,7 @@ impl Store {
                 kind: if kind == "dispute" { CaseKind::Dispute } else { CaseKind::Request },
                 status: status.parse().map_err(|e: crate::domain::DomainError| StoreError::Invalid(e.to_string()))?,
                 owner_id: r.try_get("owner_id")?,
-                invoices: self.case_invoices(id).await?.iter().filter_map(|n| InvoiceNumber::parse(n).ok()).collect(),
+                invoices: invoices.remove(&id).unwrap_or_default(),
             });
         }
         Ok(out)

@@ -204,6 +204,16 @@ impl Store {
         Ok(out)
     }
 
+    /// The last `limit` messages of a case (date, direction, subject), oldest
+    /// first: what a call brief shows. Bounded and light, so that a case with
+    /// a long thread costs the same per new message as a short one.
+    pub async fn case_history(&self, case_id: i64, limit: i64) -> Result<Vec<(Option<i64>, String, Option<String>)>> {
+        let rows = sqlx::query("SELECT date_at, direction, subject FROM messages WHERE case_id = $1 ORDER BY id DESC LIMIT $2").bind(case_id).bind(limit).fetch_all(&self.pool).await?;
+        let mut out = rows.iter().map(|r| Ok((r.try_get("date_at")?, r.try_get("direction")?, r.try_get("subject")?))).collect::<Result<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
     /// The source path (for files) of a message, to match corpus labels.
     pub async fn message_source(&self, id: i64) -> Result<String> {
         let r = sqlx::query("SELECT source FROM messages WHERE id = $1").bind(id).fetch_one(&self.pool).await?;
