@@ -32,6 +32,30 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// Send attempts for transient SMTP errors before a row is `failed`.
     pub send_max_attempts: i64,
+    /// The web desk (`dispute-desk web`).
+    pub web: WebConfig,
+}
+
+/// Settings of the web desk (src/web).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Mark cookies `Secure` (set when the desk is served over HTTPS).
+    pub secure_cookies: bool,
+    /// How long a login lasts, in hours.
+    pub session_hours: i64,
+    /// Failed logins allowed per email and client address in the window.
+    pub login_max_failures: i64,
+    /// The window of the failed-login limit, in minutes.
+    pub login_window_minutes: i64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { listen: "127.0.0.1:8080".into(), secure_cookies: false, session_hours: 12, login_max_failures: 5, login_window_minutes: 15 }
+    }
 }
 
 impl Default for Config {
@@ -44,6 +68,7 @@ impl Default for Config {
             company: Company::default(),
             smtp: SmtpConfig::default(),
             send_max_attempts: 5,
+            web: WebConfig::default(),
         }
     }
 }
@@ -88,6 +113,8 @@ impl Config {
                 }
                 "DISPUTE_DESK_SMTP_USERNAME" => self.smtp.username = Some(v.clone()),
                 "DISPUTE_DESK_SMTP_PASSWORD" => self.smtp.password = Some(v.clone()),
+                "DISPUTE_DESK_WEB_LISTEN" => self.web.listen = v.clone(),
+                "DISPUTE_DESK_WEB_SECURE_COOKIES" => self.web.secure_cookies = matches!(v.as_str(), "1" | "true" | "yes"),
                 _ => {}
             }
         }

@@ -15,3 +15,4 @@ pub mod llm;
 pub mod mail;
 pub mod policy;
 pub mod store;
+pub mod web;
