@@ -710,6 +710,15 @@ async fn in_chromium_an_accountant_signs_in_reads_the_queue_and_approves_a_draft
         d.click(&format!("#draft-{first} button.primary"));
         let after = d.source_with("Brouillon approuvé");
         d.screenshot(&format!("{out}/dispute-desk-approved.png"));
+        // Sign out, then the manager's dashboard.
+        d.click("header.top form button");
+        d.source_with("login-submit");
+        d.type_in("#email", MANAGER);
+        d.type_in("#password", PW);
+        d.click("#login-submit");
+        let dash = d.source_with("kpi-open");
+        assert!(dash.contains("Tableau de bord") && dash.matches("<svg").count() >= 6, "the dashboard with its charts");
+        d.screenshot(&format!("{out}/dispute-desk-dashboard.png"));
         (page, after)
     })
     .await
