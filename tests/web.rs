@@ -3,6 +3,9 @@
 //! in a real headless Chromium (driven through chromedriver) against the
 //! desk served on 127.0.0.1:0.
 
+#[path = "support/smtp_server.rs"]
+mod smtp_server;
+
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use dispute_desk::config::Config;
@@ -687,7 +690,7 @@ impl Drop for Driver {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_chromium_an_accountant_signs_in_reads_the_queue_and_approves_a_draft() {
+async fn in_chromium_an_approval_reaches_smtp_the_manager_sees_the_dashboard_and_a_rep_is_refused_another_case() {
     let app = spawn_app().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -719,6 +722,17 @@ async fn in_chromium_an_accountant_signs_in_reads_the_queue_and_approves_a_draft
         let dash = d.source_with("kpi-open");
         assert!(dash.contains("Tableau de bord") && dash.matches("<svg").count() >= 6, "the dashboard with its charts");
         d.screenshot(&format!("{out}/dispute-desk-dashboard.png"));
+        // A sales rep guessing another rep's case URL gets nothing of it.
+        d.click("header.top form button");
+        d.source_with("login-submit");
+        d.type_in("#email", SALES);
+        d.type_in("#password", PW);
+        d.click("#login-submit");
+        assert!(d.source_with("Mes dossiers").contains("/cases/1\""), "Julien sees his case 1");
+        d.go(&format!("{base}/cases/19"));
+        let refused = d.source_with("404");
+        assert!(refused.contains("<h1>404</h1>") && !refused.contains("Émilie"), "case 19 is Émilie's");
+        d.screenshot(&format!("{out}/dispute-desk-sales-refused.png"));
         (page, after)
     })
     .await
@@ -730,6 +744,16 @@ async fn in_chromium_an_accountant_signs_in_reads_the_queue_and_approves_a_draft
     assert!(after.contains("Brouillon approuvé"), "the approval is confirmed");
     assert!(!after.contains(&format!("id=\"draft-{first}\"")));
     assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM outbox WHERE draft_id = {first}")).await, 1);
+    // The send worker delivers what the browser approved to the SMTP test
+    // server, once.
+    let to = app.text(&format!("SELECT to_addr FROM drafts WHERE id = {first}")).await;
+    let smtp = smtp_server::spawn_smtp(mailin::response::OK);
+    let sender = dispute_desk::mail::smtp::SmtpSender::new(&smtp.config).unwrap();
+    assert_eq!(dispute_desk::flow::outbox::send_due(&app.store, &sender, 5).await.unwrap().sent, 1);
+    assert_eq!(dispute_desk::flow::outbox::send_due(&app.store, &sender, 5).await.unwrap().sent, 0);
+    let got = smtp.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to, vec![to]);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
