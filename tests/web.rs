@@ -522,6 +522,62 @@ async fn dashboard_health_and_metrics() {
     assert!(m.get("/dashboard").await.body.contains("Open disputes"));
 }
 
+#[tokio::test]
+async fn user_add_and_passwd_make_logins_and_a_new_password_ends_sessions() {
+    let app = spawn_app().await;
+    let email = dispute_desk::domain::EmailAddress::parse("nadia.roux@alpes-froid.fr").unwrap();
+    let role = dispute_desk::domain::Role::Sales;
+    assert!(matches!(web::auth::add_user(&app.store, None, &email, "Nadia Roux", role, "short").await, Err(web::Error::BadRequest(_))));
+    let u = web::auth::add_user(&app.store, None, &email, "Nadia Roux", role, "un mot de passe long").await.unwrap();
+    assert_eq!(u.id, "U-nadia.roux");
+    assert!(app.text("SELECT password_hash FROM users WHERE id = 'U-nadia.roux'").await.starts_with("$argon2id$"));
+    assert!(matches!(web::auth::add_user(&app.store, Some("U99"), &email, "Nadia", role, "un mot de passe long").await, Err(web::Error::Conflict(_))));
+    let mut c = app.client();
+    assert_eq!(c.login("nadia.roux@alpes-froid.fr", "un mot de passe long").await.location.as_deref(), Some("/my"));
+    assert!(c.get("/my").await.body.contains("Aucun dossier"));
+    web::auth::set_password(&app.store, "nadia.roux@alpes-froid.fr", "un autre mot de passe").await.unwrap();
+    assert_eq!(c.get("/my").await.location.as_deref(), Some("/login"), "the old session ended");
+    assert_eq!(c.login("nadia.roux@alpes-froid.fr", "un mot de passe long").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(c.login("nadia.roux@alpes-froid.fr", "un autre mot de passe").await.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn the_desk_runs_on_postgresql_too() {
+    let admin = std::env::var("DISPUTE_DESK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    sqlx::any::install_default_drivers();
+    let name = format!("dd_web_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin}): {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
+    pool.close().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.database_url = Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0));
+    let (store, policy) = app::open(&cfg).await.unwrap();
+    app::import_corpus(&store, &root().join("demo")).await.unwrap();
+    web::auth::set_password(&store, MANAGER, PW).await.unwrap();
+    let mut p = app::pipeline(&cfg, store.clone(), policy.clone()).await.unwrap();
+    app::ingest_path(&mut p, &root().join("demo"), false).await.unwrap();
+    let app = App { state: WebState::new(store.clone(), policy, cfg).unwrap(), store, _dir: dir };
+    let mut m = app.login(MANAGER).await;
+    for path in ["/approvals", "/cases?client=savoie&min_amount=10&sort=amount", "/cases/1", "/my", "/messages/unlinked", "/healthz", "/metrics"] {
+        let r = m.get(path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+    }
+    let d = m.get("/dashboard").await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.body);
+    assert!(d.body.matches("<svg").count() >= 6);
+    let draft = app.first_reply().await;
+    let t = m.csrf().await;
+    assert_eq!(m.post(&format!("/approvals/{draft}/approve"), &[("csrf", &t)]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(m.post(&format!("/approvals/{draft}/approve"), &[("csrf", &t)]).await.status, StatusCode::CONFLICT);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, 1);
+    let mut c = app.client();
+    for _ in 0..5 {
+        assert_eq!(c.login(MANAGER, "wrong password!").await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(c.login(MANAGER, PW).await.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
 // ---------------------------------------------------------------------------
 // The real browser: Debian's chromium driven by chromedriver over WebDriver
 // (plain HTTP on loopback).

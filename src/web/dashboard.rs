@@ -125,7 +125,7 @@ pub async fn figures(state: &WebState, today: NaiveDate) -> Result<Figures, Stor
     let pool = &state.store.pool;
     let mut f = Figures::default();
     let disputed = "c.kind = 'dispute' AND c.status <> 'resolved'";
-    for r in sqlx::query(sqlx::AssertSqlSafe(format!("SELECT c.category, COUNT(*) AS n, SUM(COALESCE(c.disputed_cents, c.amount_cents)) AS a FROM cases c WHERE {disputed} GROUP BY c.category ORDER BY a DESC")))
+    for r in sqlx::query(sqlx::AssertSqlSafe(format!("SELECT c.category, COUNT(*) AS n, CAST(SUM(COALESCE(c.disputed_cents, c.amount_cents)) AS BIGINT) AS a FROM cases c WHERE {disputed} GROUP BY c.category ORDER BY a DESC")))
         .fetch_all(pool)
         .await?
     {
@@ -135,14 +135,14 @@ pub async fn figures(state: &WebState, today: NaiveDate) -> Result<Figures, Stor
         f.by_category.push((cat, n, a));
     }
     for r in sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT COALESCE(u.name, '-') AS owner, COUNT(*) AS n, SUM(COALESCE(c.disputed_cents, c.amount_cents)) AS a FROM cases c LEFT JOIN users u ON u.id = c.owner_id WHERE {disputed} GROUP BY COALESCE(u.name, '-') ORDER BY a DESC"
+        "SELECT COALESCE(u.name, '-') AS owner, COUNT(*) AS n, CAST(SUM(COALESCE(c.disputed_cents, c.amount_cents)) AS BIGINT) AS a FROM cases c LEFT JOIN users u ON u.id = c.owner_id WHERE {disputed} GROUP BY COALESCE(u.name, '-') ORDER BY a DESC"
     )))
     .fetch_all(pool)
     .await?
     {
         f.by_owner.push((r.try_get(0)?, r.try_get(1)?, r.try_get::<Option<i64>, _>(2)?.unwrap_or(0)));
     }
-    let mut spans: Vec<f64> = sqlx::query("SELECT closed_at - opened_at FROM cases WHERE closed_at IS NOT NULL")
+    let mut spans: Vec<f64> = sqlx::query("SELECT CAST(closed_at - opened_at AS BIGINT) FROM cases WHERE closed_at IS NOT NULL")
         .fetch_all(pool)
         .await?
         .iter()
@@ -174,9 +174,9 @@ pub async fn figures(state: &WebState, today: NaiveDate) -> Result<Figures, Stor
     }
     // DSO, countback-free simple form: receivables / sales of the last 90
     // days × 90.
-    let receivable: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(amount_cents - paid_cents), 0) FROM invoices WHERE status <> 'paid' AND amount_cents > paid_cents").fetch_one(pool).await?;
+    let receivable: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(amount_cents - paid_cents), 0) AS BIGINT) FROM invoices WHERE status <> 'paid' AND amount_cents > paid_cents").fetch_one(pool).await?;
     let since = (today - chrono::Duration::days(90)).format("%Y-%m-%d").to_string();
-    let sales: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(amount_cents), 0) FROM invoices WHERE issue_date >= $1 AND issue_date <= $2").bind(&since).bind(&iso).fetch_one(pool).await?;
+    let sales: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM invoices WHERE issue_date >= $1 AND issue_date <= $2").bind(&since).bind(&iso).fetch_one(pool).await?;
     f.dso_days = (sales > 0).then(|| receivable as f64 / sales as f64 * 90.0);
     let now = crate::store::now();
     for r in sqlx::query("SELECT created_at FROM drafts WHERE status = 'pending' AND kind <> 'brief'").fetch_all(pool).await? {
