@@ -41,5 +41,16 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -c 'SELECT 1' >/dev/null 2>&1; th
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main reload
 fi
 
+# The browser test (tests/web.rs) drives Debian's chromium through
+# chromedriver; it fails, on purpose, when they are missing.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "test.sh: installing chromium and chromium-driver" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+# Screenshots of the browser test are kept here as artifacts.
+export DISPUTE_DESK_SCREENSHOTS="${DISPUTE_DESK_SCREENSHOTS:-$PWD/target/screenshots}"
+mkdir -p "$DISPUTE_DESK_SCREENSHOTS"
+
 export DISPUTE_DESK_TEST_PG="${DISPUTE_DESK_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 cargo test --locked -- --test-threads=2

@@ -39,6 +39,30 @@ pub struct Config {
     pub sent_mailbox: Option<String>,
     /// Seconds between outbox passes in `serve`.
     pub outbox_poll_secs: u64,
+    /// The web desk (`dispute-desk web`).
+    pub web: WebConfig,
+}
+
+/// Settings of the web desk (src/web).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Mark cookies `Secure` (set when the desk is served over HTTPS).
+    pub secure_cookies: bool,
+    /// How long a login lasts, in hours.
+    pub session_hours: i64,
+    /// Failed logins allowed per email and client address in the window.
+    pub login_max_failures: i64,
+    /// The window of the failed-login limit, in minutes.
+    pub login_window_minutes: i64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { listen: "127.0.0.1:8080".into(), secure_cookies: false, session_hours: 12, login_max_failures: 5, login_window_minutes: 15 }
+    }
 }
 
 impl Default for Config {
@@ -54,6 +78,7 @@ impl Default for Config {
             mailbox: Vec::new(),
             sent_mailbox: None,
             outbox_poll_secs: 10,
+            web: WebConfig::default(),
         }
     }
 }
@@ -98,6 +123,8 @@ impl Config {
                 }
                 "DISPUTE_DESK_SMTP_USERNAME" => self.smtp.username = Some(v.clone()),
                 "DISPUTE_DESK_SMTP_PASSWORD" => self.smtp.password = Some(v.clone()),
+                "DISPUTE_DESK_WEB_LISTEN" => self.web.listen = v.clone(),
+                "DISPUTE_DESK_WEB_SECURE_COOKIES" => self.web.secure_cookies = matches!(v.as_str(), "1" | "true" | "yes"),
                 _ => {}
             }
         }

@@ -17,3 +17,4 @@ pub mod mail;
 pub mod policy;
 pub mod serve;
 pub mod store;
+pub mod web;

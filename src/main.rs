@@ -106,6 +106,17 @@ enum Cmd {
         messages: usize,
         out_dir: PathBuf,
     },
+    /// Serve the web desk (login, approvals, cases, dashboard, /healthz, /metrics).
+    Web {
+        /// Address to listen on (default: web.listen, 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// People who sign in to the web desk: add one, or set a password.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
     /// Benchmarks that print numbers (fresh temporary database each).
     Bench {
         #[command(subcommand)]
@@ -145,6 +156,50 @@ enum DraftsCmd {
         #[arg(long = "as", value_name = "USER")]
         user: String,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user. The password is read from --password-file, else from
+    /// the first line of standard input; it is never printed.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// accountant | sales | technical | manager
+        #[arg(long)]
+        role: String,
+        /// User id (default: U- and the email's local part).
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// Set a user's password (ends their sessions); read as for `add`.
+    Passwd {
+        /// User id or email.
+        user: String,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+/// The password from a file or standard input (first line, newline dropped).
+fn read_password(file: Option<&Path>) -> Result<String> {
+    let text = match file {
+        Some(f) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+            line
+        }
+    };
+    let p = text.lines().next().unwrap_or("").to_string();
+    if p.is_empty() {
+        bail!("no password given (use --password-file FILE or give it on standard input)");
+    }
+    Ok(p)
 }
 
 #[derive(Subcommand)]
@@ -266,6 +321,36 @@ async fn run(cli: Cli) -> Result<()> {
             println!("  whole flow          {:>8.3} s   {:>8.0} msg/s   ({} cases, {} drafts)", b.end_to_end_seconds, b.end_to_end_per_second, b.cases, b.drafts);
             println!("  ratio               {:>8.1}x the parse-only floor", b.ratio);
             println!("  peak RSS            {}", b.peak_rss_mib.map(|m| format!("{m:.1} MiB")).unwrap_or_else(|| "-".into()));
+            Ok(())
+        }
+        Cmd::Web { listen } => {
+            let (store, policy) = app::open(&cfg).await?;
+            let addr = listen.unwrap_or_else(|| cfg.web.listen.clone());
+            let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+            let state = dispute_desk::web::WebState::new(store, policy, cfg).context("loading the web templates")?;
+            eprintln!("dispute-desk web: listening on http://{}", listener.local_addr()?);
+            dispute_desk::web::serve(listener, state, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving the web desk")
+        }
+        Cmd::User { cmd } => {
+            let (store, _) = app::open(&cfg).await?;
+            match cmd {
+                UserCmd::Add { email, name, role, id, password_file } => {
+                    let email = EmailAddress::parse(&email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+                    let role: dispute_desk::domain::Role = role.parse().map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+                    let pw = read_password(password_file.as_deref())?;
+                    let u = dispute_desk::web::auth::add_user(&store, id.as_deref(), &email, &name, role, &pw).await?;
+                    println!("user {} added: {} <{}> ({})", u.id, u.name, u.email, u.role);
+                }
+                UserCmd::Passwd { user, password_file } => {
+                    let pw = read_password(password_file.as_deref())?;
+                    let u = dispute_desk::web::auth::set_password(&store, &user, &pw).await?;
+                    println!("password of {} <{}> changed; their sessions were ended", u.id, u.email);
+                }
+            }
             Ok(())
         }
         Cmd::Bench { cmd: BenchCmd::Remind { invoices, clients, date } } => {
@@ -653,6 +738,10 @@ async fn demo(mut cfg: Config, company: &Path, json: bool) -> Result<()> {
     cfg.company.signer = "Le service comptabilité".into();
     let (store, policy) = app::open(&cfg).await?;
     let n = app::import_corpus(&store, company).await?;
+    // Demo only: every demo user signs in to the web desk with DEMO_PASSWORD.
+    for u in store.users().await? {
+        dispute_desk::web::auth::set_password(&store, &u.id, dispute_desk::web::auth::DEMO_PASSWORD).await?;
+    }
     let mut p = app::pipeline(&cfg, store.clone(), policy).await?;
     let r = app::ingest_path(&mut p, company, false).await?;
     let cases = store.cases(None, None).await?;
@@ -693,6 +782,11 @@ async fn demo(mut cfg: Config, company: &Path, json: bool) -> Result<()> {
         println!("  message {:<4} from {} — {}", m.id, m.from_addr.as_deref().unwrap_or("-"), m.subject.as_deref().unwrap_or(""));
     }
     println!("\nNon-business mail set aside (no case): {}", ignored.len());
+    println!("\nWEB DESK: dispute-desk --data-dir {} web   then open http://127.0.0.1:8080", cfg.data_dir.display());
+    println!("  demo logins (password for all: {}):", dispute_desk::web::auth::DEMO_PASSWORD);
+    for u in &users {
+        println!("  {:<36} {}", u.email, u.role);
+    }
     println!("\nNext: dispute-desk --data-dir {0} drafts show ID; drafts approve ID --as EMAIL; cases show ID", cfg.data_dir.display());
     Ok(())
 }

@@ -232,3 +232,53 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// A person links an unlinked message to a client (and optionally one of
+    /// its invoices) by hand: the message leaves the unlinked queue
+    /// (disposition `linked_by_hand`, method `manual`), with an audit event.
+    /// The invoice must belong to the client.
+    pub async fn link_by_hand(&self, message_id: i64, client_id: &str, invoice: Option<&InvoiceNumber>, user_id: &str) -> Result<()> {
+        let m = self.message(message_id).await?;
+        if m.disposition.as_deref() != Some("unlinked") {
+            return Err(super::StoreError::Conflict(format!("message {message_id} is not waiting to be linked (it is {})", m.disposition.as_deref().unwrap_or("not processed"))));
+        }
+        let known: Option<String> = sqlx::query_scalar("SELECT id FROM clients WHERE id = $1").bind(client_id).fetch_optional(&self.pool).await?;
+        if known.is_none() {
+            return Err(super::StoreError::NotFound(format!("client {client_id}")));
+        }
+        if let Some(n) = invoice {
+            let owner: Option<String> = sqlx::query_scalar("SELECT client_id FROM invoices WHERE number = $1").bind(n.as_str()).fetch_optional(&self.pool).await?;
+            match owner {
+                None => return Err(super::StoreError::NotFound(format!("invoice {n}"))),
+                Some(o) if o != client_id => return Err(super::StoreError::Invalid(format!("invoice {n} belongs to another client than {client_id}"))),
+                _ => {}
+            }
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE messages SET client_id = $2, link_method = 'manual', link_confidence = 1.0, disposition = 'linked_by_hand', owner_id = $3 WHERE id = $1 AND disposition = 'unlinked'")
+            .bind(message_id)
+            .bind(client_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(n) = invoice {
+            sqlx::query("INSERT INTO message_invoices (message_id, invoice_number) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(message_id).bind(n.as_str()).execute(&mut *tx).await?;
+        }
+        super::audit::append(
+            &mut tx,
+            self.backend,
+            super::audit::Event {
+                actor: &super::audit::Actor::User(user_id.to_string()),
+                case_id: None,
+                entity: "message",
+                entity_id: message_id.to_string(),
+                action: "linked_by_hand",
+                detail: serde_json::json!({"client": client_id, "invoice": invoice.map(|n| n.to_string())}),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,72 @@
+//! web::health: `/healthz` (the database answers), `/metrics` in the
+//! Prometheus text format (counts read from the database, so every instance
+//! on one PostgreSQL reports the same), and the desk's one stylesheet.
+
+use super::WebState;
+use crate::store::StoreError;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+pub fn router() -> Router<WebState> {
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).route("/static/desk.css", get(css))
+}
+
+async fn healthz(State(state): State<WebState>) -> Response {
+    match sqlx::query_scalar::<_, i64>("SELECT CAST(1 AS BIGINT)").fetch_one(&state.store.pool).await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response()
+        }
+    }
+}
+
+/// The metrics text. LLM calls and tokens are not reported: the store keeps
+/// no LLM call log yet.
+pub async fn render_metrics(state: &WebState) -> Result<String, StoreError> {
+    let pool = &state.store.pool;
+    let one = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await };
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, lines: Vec<(String, i64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in lines {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    let dirs = sqlx::query_as::<_, (String, i64)>("SELECT direction, COUNT(*) FROM messages GROUP BY direction").fetch_all(pool).await?;
+    metric("dispute_desk_messages_ingested_total", "counter", "Messages stored by ingest, by direction.", dirs.into_iter().map(|(d, n)| (format!("{{direction=\"{d}\"}}"), n)).collect());
+    metric("dispute_desk_messages_unlinked", "gauge", "Messages waiting for a person to link them.", vec![(String::new(), one("SELECT COUNT(*) FROM messages WHERE disposition = 'unlinked'").await?)]);
+    let pending = sqlx::query_as::<_, (String, i64)>("SELECT kind, COUNT(*) FROM drafts WHERE status = 'pending' GROUP BY kind").fetch_all(pool).await?;
+    metric("dispute_desk_drafts_pending", "gauge", "Drafts waiting for approval, by kind.", pending.into_iter().map(|(k, n)| (format!("{{kind=\"{k}\"}}"), n)).collect());
+    let outbox = sqlx::query_as::<_, (String, i64)>("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetch_all(pool).await?;
+    metric("dispute_desk_outbox", "gauge", "Outbox rows by status (sent = messages sent).", outbox.into_iter().map(|(s, n)| (format!("{{status=\"{s}\"}}"), n)).collect());
+    metric("dispute_desk_sends_total", "counter", "Messages sent to clients.", vec![(String::new(), one("SELECT COUNT(*) FROM outbox WHERE status = 'sent'").await?)]);
+    metric(
+        "dispute_desk_errors_total",
+        "counter",
+        "Failures kept in the database: messages that failed processing, sends that failed or are uncertain.",
+        vec![
+            ("{stage=\"process\"}".into(), one("SELECT COUNT(*) FROM messages WHERE state = 'failed'").await?),
+            ("{stage=\"send\"}".into(), one("SELECT COUNT(*) FROM outbox WHERE status IN ('failed', 'uncertain')").await?),
+        ],
+    );
+    metric("dispute_desk_cases_open", "gauge", "Cases not resolved.", vec![(String::new(), one("SELECT COUNT(*) FROM cases WHERE status <> 'resolved'").await?)]);
+    Ok(out)
+}
+
+async fn metrics(State(state): State<WebState>) -> Response {
+    match render_metrics(&state).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response()
+        }
+    }
+}
+
+async fn css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], include_str!("templates/desk.css")).into_response()
+}
