@@ -32,6 +32,9 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// Send attempts for transient SMTP errors before a row is `failed`.
     pub send_max_attempts: i64,
+    /// `[[webhook]]` endpoints (url, secret, events): see README "Webhooks".
+    #[serde(rename = "webhook")]
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
 
 impl Default for Config {
@@ -44,6 +47,7 @@ impl Default for Config {
             company: Company::default(),
             smtp: SmtpConfig::default(),
             send_max_attempts: 5,
+            webhooks: vec![],
         }
     }
 }
