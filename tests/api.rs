@@ -751,3 +751,73 @@ async fn webhooks_arrive_after_the_receiver_was_down_sqlite() {
 async fn webhooks_arrive_after_the_receiver_was_down_postgres() {
     check_webhooks_across_an_outage(Desk::postgres().await).await;
 }
+
+// ------------------------------------------------ e-invoices in client mail
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for (i, c) in data.chunks(3).enumerate() {
+        if i > 0 && i % 19 == 0 {
+            out.push_str("\r\n");
+        }
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for k in 0..4 {
+            if k <= c.len() {
+                out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A client's mail with one attachment and no invoice number anywhere else.
+fn mail_with(from: &str, id: &str, file: &str, ctype: &str, bytes: &[u8]) -> String {
+    format!(
+        "From: {from}\r\nTo: julie.morel@sud-levage.fr\r\nSubject: Votre document\r\nMessage-ID: <{id}@client.example>\r\nDate: Mon, 02 Mar 2026 09:00:00 +0100\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         Bonjour,\r\nle montant ne correspond pas au devis signé, merci de corriger.\r\nCordialement\r\n\r\n\
+         --b1\r\nContent-Type: {ctype}\r\nContent-Disposition: attachment; filename=\"{file}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--b1--\r\n",
+        base64(bytes)
+    )
+}
+
+#[tokio::test]
+async fn einvoice_attachments_link_mail_to_invoices() {
+    let desk = Desk::sqlite().await;
+    let (store, policy) = app::open(&desk.cfg).await.unwrap();
+    app::import_corpus(&store, &mini()).await.unwrap();
+    let cii = String::from_utf8(std::fs::read(fixture("facture-cii.xml")).unwrap()).unwrap();
+    let ours = |n: &str| cii.replace("FA-2026-00123", n).into_bytes();
+    let dir = tempfile::tempdir().unwrap();
+    // 1. Our own Factur-X sent back by the client (file name says nothing).
+    std::fs::write(dir.path().join("1.eml"), mail_with("p.garnier@transports-garnier.fr", "m1", "scan.pdf", "application/pdf", &facturx_pdf(&ours("SL-26-0102"), "factur-x.xml"))).unwrap();
+    // 2. A credit-note request: the client's UBL credit note refers to our invoice.
+    let cn = String::from_utf8(std::fs::read(fixture("avoir-ubl.xml")).unwrap()).unwrap().replace(
+        "<cac:OrderReference><cbc:ID>BC-7781</cbc:ID></cac:OrderReference>",
+        "<cac:BillingReference><cac:InvoiceDocumentReference><cbc:ID>SL-26-0101</cbc:ID></cac:InvoiceDocumentReference></cac:BillingReference>",
+    );
+    std::fs::write(dir.path().join("2.eml"), mail_with("p.garnier@transports-garnier.fr", "m2", "avoir.xml", "application/xml", cn.as_bytes())).unwrap();
+    // 3. Another client's invoice in the attachment: not trusted.
+    std::fs::write(dir.path().join("3.eml"), mail_with("ap@harbourcranes.co.uk", "m3", "invoice.xml", "text/xml", &ours("SL-26-0101"))).unwrap();
+    // 4. Only the PO number of the e-invoice is known: linked by PO.
+    std::fs::write(dir.path().join("4.eml"), mail_with("p.garnier@transports-garnier.fr", "m4", "commande.xml", "application/xml", &ours("ZZ-999"))).unwrap();
+    let mut p = app::pipeline(&desk.cfg, store.clone(), policy).await.unwrap();
+    app::ingest_path(&mut p, dir.path(), false).await.unwrap();
+    let msgs = store.messages_where(None, None, None).await.unwrap();
+    let by = |id: &str| msgs.iter().find(|m| m.message_id.as_deref().is_some_and(|x| x.contains(id))).unwrap_or_else(|| panic!("{id} not stored"));
+    let m1 = by("m1");
+    assert_eq!((m1.invoices.clone(), m1.link_method.as_deref()), (vec!["SL-26-0102".to_string()], Some("invoice_number")), "{:?}", m1);
+    let m2 = by("m2");
+    assert_eq!((m2.invoices.clone(), m2.link_method.as_deref()), (vec!["SL-26-0101".to_string()], Some("invoice_number")));
+    let m3 = by("m3");
+    assert!(!m3.invoices.contains(&"SL-26-0101".to_string()), "another client's number must not link: {:?}", m3.invoices);
+    assert_eq!(m3.client_id.as_deref(), Some("K2"));
+    let m4 = by("m4");
+    assert_eq!((m4.invoices.clone(), m4.link_method.as_deref()), (vec!["SL-26-0101".to_string()], Some("po_number")));
+    // The parsed message keeps what the attachment said.
+    let parsed: Value = serde_json::from_str(m1.parsed.as_deref().unwrap()).unwrap();
+    assert_eq!(parsed["attachments"][0]["einvoice"]["number"], "SL-26-0102");
+}
