@@ -312,7 +312,7 @@ async fn check_import_einvoice(desk: &Desk) {
     // The buyer is unknown: refused with a clear message, nothing imported.
     let r = app::import_einvoices(&store, dir.path(), false).await.unwrap();
     assert_eq!((r.files, r.imported.len(), r.no_structured_data.len(), r.refused.len()), (4, 0, 1, 3));
-    assert!(r.refused[0].1.contains("client for buyer \"Boulangerie Dupont SARL\" (siret 44455566600027, siren 444555666, vat FR12444555666)"), "{}", r.refused[0].1);
+    assert!(r.refused[0].1.contains("no client for buyer \"Boulangerie Dupont SARL\" (siret 44455566600027, siren 444555666, vat FR12444555666)"), "{}", r.refused[0].1);
     assert!(r.refused[0].1.contains("--create-clients"), "{}", r.refused[0].1);
     // Matched by name to an existing client, the SIRET is learned...
     sqlx::query("UPDATE clients SET name = 'BOULANGERIE  Dupont sarl' WHERE id = 'K1'").execute(&store.pool).await.unwrap();
@@ -664,6 +664,20 @@ async fn receiver(listener: tokio::net::TcpListener, got: Arc<Mutex<Received>>) 
     axum::serve(listener, app).await.unwrap();
 }
 
+/// An SMTP relay stand-in that accepts every message.
+struct AcceptAll;
+
+impl dispute_desk::mail::smtp::SendMail for AcceptAll {
+    fn send<'a>(
+        &'a self,
+        _from: &'a dispute_desk::domain::EmailAddress,
+        _to: &'a [dispute_desk::domain::EmailAddress],
+        _raw: &'a [u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), dispute_desk::mail::smtp::SmtpError>> + Send + 'a>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 async fn check_webhooks_across_an_outage(desk: Desk) {
     // The receiver's address is reserved, then the receiver is down.
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -691,6 +705,9 @@ async fn check_webhooks_across_an_outage(desk: Desk) {
     let from = dispute_desk::domain::EmailAddress::parse("julie.morel@sud-levage.fr").unwrap();
     dispute_desk::flow::approve::approve(&store, &policy, &from, "Sud Levage", reply.id, &a1).await.unwrap();
     app::remind(&a.desk.cfg, &store, &policy, "2026-04-20".parse().unwrap()).await.unwrap();
+    // The approved reply goes out (a relay that accepts everything): message_sent.
+    let sent = dispute_desk::flow::outbox::send_due(&store, &AcceptAll, 3).await.unwrap();
+    assert_eq!(sent.sent, 1);
 
     let mut failures = 0;
     for _ in 0..3 {
@@ -727,7 +744,7 @@ async fn check_webhooks_across_an_outage(desk: Desk) {
     let expected: BTreeSet<String> = sqlx::query_scalar::<_, String>("SELECT event_id FROM webhook_deliveries WHERE endpoint = 'erp'").fetch_all(&store.pool).await.unwrap().into_iter().collect();
     let arrived: BTreeSet<String> = g.ids.keys().cloned().collect();
     assert_eq!(arrived, expected, "every event arrived after the outage");
-    for t in ["case_opened", "draft_pending", "status_changed", "assigned", "draft_approved", "reminder_due"] {
+    for t in ["case_opened", "draft_pending", "status_changed", "assigned", "draft_approved", "message_sent", "reminder_due"] {
         assert!(g.types.contains(t), "{t} missing from {:?}", g.types);
     }
     // The crm endpoint got only the status change (same id: the receiver deduplicates).

@@ -108,8 +108,10 @@ impl Store {
             }
             None => {
                 let ids: Vec<String> = identifiers(&inv.buyer).into_iter().map(|(s, v)| format!("{s} {v}")).collect();
-                return Err(StoreError::NotFound(format!(
-                    "client for buyer {:?}{} of e-invoice {}: add the client (with its siret or vat) first, or import with --create-clients",
+                // Conflict displays the message as is ("… not found" would
+                // read oddly after the hint).
+                return Err(StoreError::Conflict(format!(
+                    "no client for buyer {:?}{} of e-invoice {}: add the client (with its siret or vat) first, or import with --create-clients",
                     inv.buyer.name.as_deref().unwrap_or("(no name)"),
                     if ids.is_empty() { String::new() } else { format!(" ({})", ids.join(", ")) },
                     inv.number
