@@ -92,7 +92,9 @@ const FACTURX: &[Expect] = &[
 ];
 
 // Buyer identifiers (SIRET, SIREN, VAT) read by hand, for the French ones.
-const FACTURX_BUYER_IDS: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
+/// (file, SIRET, SIREN, VAT).
+type Ids = (&'static str, Option<&'static str>, Option<&'static str>, Option<&'static str>);
+const FACTURX_BUYER_IDS: &[Ids] = &[
     ("factur-x/Avoir_FR_type381_BASIC.pdf", Some("78787878400035"), Some("787878784"), Some("FR19787878784")),
     ("factur-x/Facture_DOM_BASICWL.pdf", Some("34343434600010"), Some("343434346"), Some("FR90343434346")),
     ("factur-x/Facture_UE_BASICWL.pdf", None, None, Some("ESA12345674")),
@@ -500,7 +502,7 @@ async fn keys_scopes_and_roles() {
     assert_eq!(st, 200, "{b}");
     assert!(b["outbox_id"].as_i64().is_some());
     assert_eq!(a.call("POST", &format!("/api/v1/drafts/{reply}/approve"), Some(&acc), None).await.0, 409);
-    let ev = a.call("GET", &format!("/api/v1/audit?entity=draft&action=approved"), Some(&read), None).await.1;
+    let ev = a.call("GET", "/api/v1/audit?entity=draft&action=approved", Some(&read), None).await.1;
     assert_eq!(ev["items"][0]["actor"], "user:A1");
     let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(&a.store.pool).await.unwrap();
     assert_eq!(outbox, 1);
@@ -739,19 +741,19 @@ async fn check_webhooks_across_an_outage(desk: Desk) {
         assert!(t0.elapsed().as_secs() < 30 && passes < 50, "{left} deliveries still pending");
     }
     let elapsed = t0.elapsed();
+    let expected: BTreeSet<String> = sqlx::query_scalar::<_, String>("SELECT event_id FROM webhook_deliveries WHERE endpoint = 'erp'").fetch_all(&store.pool).await.unwrap().into_iter().collect();
     let g = got.lock().unwrap();
     assert_eq!(g.bad_signatures, 0);
-    let expected: BTreeSet<String> = sqlx::query_scalar::<_, String>("SELECT event_id FROM webhook_deliveries WHERE endpoint = 'erp'").fetch_all(&store.pool).await.unwrap().into_iter().collect();
     let arrived: BTreeSet<String> = g.ids.keys().cloned().collect();
     assert_eq!(arrived, expected, "every event arrived after the outage");
     for t in ["case_opened", "draft_pending", "status_changed", "assigned", "draft_approved", "message_sent", "reminder_due"] {
         assert!(g.types.contains(t), "{t} missing from {:?}", g.types);
     }
     // The crm endpoint got only the status change (same id: the receiver deduplicates).
+    drop(g);
     let crm: Vec<String> = sqlx::query_scalar("SELECT event_type FROM webhook_deliveries WHERE endpoint = 'crm'").fetch_all(&store.pool).await.unwrap();
     assert!(!crm.is_empty() && crm.iter().all(|t| t == "status_changed"), "{crm:?}");
     println!("webhooks: {} events delivered {:.0} ms after the receiver came back ({passes} passes)", expected.len(), elapsed.as_secs_f64() * 1e3);
-    drop(g);
     // New events after delivery: only they go out, once.
     let before = got.lock().unwrap().ids.values().sum::<usize>();
     let r = webhooks::deliver_once(&store, &client, &endpoints, &settings).await.unwrap();

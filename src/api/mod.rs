@@ -182,8 +182,6 @@ pub fn router(state: ApiState) -> Router {
 async fn trace(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let span = tracing::info_span!("api", method = %req.method(), path = %req.uri().path(), key = tracing::field::Empty);
     let t0 = std::time::Instant::now();
-    let _g = span.enter();
-    drop(_g);
     let resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     span.in_scope(|| tracing::info!(status = resp.status().as_u16(), ms = t0.elapsed().as_millis() as u64, "api request"));
     resp
