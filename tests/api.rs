@@ -681,8 +681,11 @@ impl dispute_desk::mail::smtp::SendMail for AcceptAll {
 }
 
 async fn check_webhooks_across_an_outage(desk: Desk) {
-    // The receiver's address is reserved, then the receiver is down.
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // The receiver's address is reserved, then the receiver is down. On a
+    // loopback address of its own (127.0.0.x), so that no other test's
+    // listener on 127.0.0.1 can take the freed port meanwhile.
+    let ip = format!("127.0.0.{}", 2 + uuid::Uuid::new_v4().as_bytes()[0] % 250);
+    let probe = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
     let addr = probe.local_addr().unwrap();
     drop(probe);
     let endpoints = vec![
