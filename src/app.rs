@@ -106,3 +106,76 @@ pub async fn remind(cfg: &Config, store: &Store, policy: &Policy, day: chrono::N
     let writer = crate::flow::remind::ReminderWriter::load(cfg.prompts_dir.as_deref()).context("loading reminder prompts")?;
     Ok(crate::flow::remind::run(store, policy, &writer, &cfg.company, day).await?)
 }
+
+/// What `import einvoice` did, file by file.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct EInvoiceReport {
+    pub files: usize,
+    pub imported: Vec<EInvoiceImported>,
+    /// Files without structured data (a plain PDF): not an error.
+    pub no_structured_data: Vec<(String, String)>,
+    /// Files refused (bad XML, unknown buyer): nothing imported from them.
+    pub refused: Vec<(String, String)>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EInvoiceImported {
+    pub file: String,
+    pub number: String,
+    pub kind: &'static str,
+    pub client_id: String,
+    pub matched_by: String,
+    pub amount_due: Option<crate::domain::Money>,
+    pub currency: String,
+}
+
+/// Reads one e-invoice file, or every `.xml` and `.pdf` under a folder
+/// (sorted), into the ledger. Each file stands alone: one refused file does
+/// not stop the others.
+pub async fn import_einvoices(store: &Store, path: &Path, create_clients: bool) -> Result<EInvoiceReport> {
+    use crate::einvoice::{read, Reading};
+    use crate::store::einvoices::UnknownBuyer;
+    let t0 = std::time::Instant::now();
+    let mut files = vec![];
+    if path.is_dir() {
+        let mut stack = vec![path.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
+                let p = e?.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().and_then(|x| x.to_str()).map(|x| matches!(x.to_ascii_lowercase().as_str(), "xml" | "pdf")).unwrap_or(false) {
+                    files.push(p);
+                }
+            }
+        }
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let mut rep = EInvoiceReport { files: files.len(), ..Default::default() };
+    let unknown = if create_clients { UnknownBuyer::Create } else { UnknownBuyer::Refuse };
+    for f in &files {
+        let shown = f.display().to_string();
+        let bytes = std::fs::read(f).with_context(|| format!("cannot read {shown}"))?;
+        match read(&bytes) {
+            Ok(Reading::Invoice(inv)) => match store.import_einvoice(&inv, unknown, 30).await {
+                Ok(m) => rep.imported.push(EInvoiceImported {
+                    file: shown,
+                    number: inv.number.to_string(),
+                    kind: inv.kind.as_str(),
+                    client_id: m.client_id,
+                    matched_by: m.by,
+                    amount_due: inv.amount_due.or(inv.grand_total),
+                    currency: inv.currency.clone(),
+                }),
+                Err(e) => rep.refused.push((shown, e.to_string())),
+            },
+            Ok(Reading::NoStructuredData(why)) => rep.no_structured_data.push((shown, why)),
+            Err(e) => rep.refused.push((shown, e.to_string())),
+        }
+    }
+    rep.seconds = t0.elapsed().as_secs_f64();
+    Ok(rep)
+}

@@ -41,6 +41,9 @@ pub struct Config {
     pub outbox_poll_secs: u64,
     /// The web desk (`dispute-desk web`).
     pub web: WebConfig,
+    /// `[[webhook]]` endpoints (url, secret, events): see README "Webhooks".
+    #[serde(rename = "webhook")]
+    pub webhooks: Vec<crate::webhooks::WebhookConfig>,
 }
 
 /// Settings of the web desk (src/web).
@@ -79,6 +82,7 @@ impl Default for Config {
             sent_mailbox: None,
             outbox_poll_secs: 10,
             web: WebConfig::default(),
+            webhooks: vec![],
         }
     }
 }

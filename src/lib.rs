@@ -4,10 +4,12 @@
 //! sends nothing until a person has approved it. See README.md for the code
 //! map and the invariants.
 
+pub mod api;
 pub mod app;
 pub mod bench;
 pub mod config;
 pub mod domain;
+pub mod einvoice;
 pub mod eval;
 pub mod flow;
 pub mod gen;
@@ -18,3 +20,4 @@ pub mod policy;
 pub mod serve;
 pub mod store;
 pub mod web;
+pub mod webhooks;

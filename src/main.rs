@@ -1,6 +1,7 @@
 //! The `dispute-desk` command line: demo, import, ingest, drafts (the
 //! approval gate), send, cases (list, show, move, assign), tasks, remind,
-//! messages, outbox, audit, eval, gen, bench, serve and status.
+//! messages, outbox, audit, eval, gen, bench, serve, status, web, user,
+//! api, apikey and webhooks.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -36,12 +37,16 @@ enum Cmd {
         #[arg(long, default_value = "demo")]
         company: PathBuf,
     },
-    /// Import a corpus folder (users.csv, clients.csv, invoices.csv), or one file: `import users|clients|invoices|payments FILE`.
+    /// Import a corpus folder (users.csv, clients.csv, invoices.csv), or one file: `import users|clients|invoices|payments FILE`,
+    /// or e-invoices: `import einvoice FILE|DIR` (Factur-X/ZUGFeRD PDF, CII or UBL XML).
     Import {
-        /// A corpus folder, or users|clients|invoices|payments.
+        /// A corpus folder, or users|clients|invoices|payments|einvoice.
         what: String,
-        /// The CSV file when WHAT is a kind.
+        /// The CSV file when WHAT is a kind; a file or a folder for einvoice.
         file: Option<PathBuf>,
+        /// einvoice: create a client for a buyer that matches none (default: refuse that file).
+        #[arg(long)]
+        create_clients: bool,
     },
     /// Ingest one .eml file or a folder of them (outbound/ folders count as our sent mail) and run the flow.
     Ingest {
@@ -126,6 +131,52 @@ enum Cmd {
     Serve,
     /// Health of each watched mailbox: state, last successful sync, last error, checkpoint.
     Status,
+    /// Serve the JSON API (/api/v1, OpenAPI at /api/v1/openapi.json) alone.
+    Api {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+    },
+    /// API keys: create (prints the key once), list, revoke.
+    Apikey {
+        #[command(subcommand)]
+        cmd: ApikeyCmd,
+    },
+    /// Webhooks: deliver (one pass), log, retry a failed delivery.
+    Webhooks {
+        #[command(subcommand)]
+        cmd: WebhooksCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCmd {
+    Create {
+        /// The user the key acts as (id or email); their role limits it.
+        #[arg(long)]
+        user: String,
+        /// read | write
+        #[arg(long)]
+        scope: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    List,
+    Revoke { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCmd {
+    /// One pass: queue new events, POST what is due.
+    Deliver,
+    /// The delivery log, newest first.
+    Log {
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Put a failed delivery back in the queue.
+    Retry { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -379,9 +430,28 @@ async fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
         }
-        Cmd::Import { what, file } => {
+        Cmd::Import { what, file, create_clients } => {
             let (store, _) = app::open(&cfg).await?;
             match file {
+                Some(f) if what == "einvoice" => {
+                    let r = app::import_einvoices(&store, &f, create_clients).await?;
+                    if cli.json {
+                        return print_json(&r);
+                    }
+                    for i in &r.imported {
+                        println!("{}: {} {} for client {} (matched by {}), due {} {}", i.file, i.kind, i.number, i.client_id, i.matched_by, i.amount_due.map(|m| m.to_string()).unwrap_or_else(|| "-".into()), i.currency);
+                    }
+                    for (f, why) in &r.no_structured_data {
+                        println!("{f}: no structured data ({why}): nothing imported");
+                    }
+                    for (f, why) in &r.refused {
+                        println!("{f}: refused: {why}");
+                    }
+                    println!("{} files: {} e-invoices imported, {} without structured data, {} refused ({:.3} s)", r.files, r.imported.len(), r.no_structured_data.len(), r.refused.len(), r.seconds);
+                    if !r.refused.is_empty() {
+                        bail!("{} file(s) refused", r.refused.len());
+                    }
+                }
                 Some(f) if what == "payments" => {
                     let r = app::import_payments(&store, &f).await?;
                     if cli.json {
@@ -549,6 +619,73 @@ async fn run(cli: Cli) -> Result<()> {
                     for r in rows {
                         println!("{:>4} draft {:<5} {:<9} attempts {} to {} {}", r.id, r.draft_id, r.status, r.attempts, r.to_addrs, r.last_error.unwrap_or_default());
                     }
+                }
+            }
+            Ok(())
+        }
+        Cmd::Api { listen } => {
+            let (store, policy) = app::open(&cfg).await?;
+            let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+            eprintln!("dispute-desk api on http://{}/api/v1 (openapi: /api/v1/openapi.json)", listener.local_addr()?);
+            let state = dispute_desk::api::ApiState { store, policy: std::sync::Arc::new(policy), cfg: std::sync::Arc::new(cfg) };
+            dispute_desk::api::serve(listener, state, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(())
+        }
+        Cmd::Apikey { cmd } => {
+            let (store, _) = app::open(&cfg).await?;
+            match cmd {
+                ApikeyCmd::Create { user, scope, name } => {
+                    let scope = dispute_desk::store::apikeys::Scope::parse(&scope).with_context(|| format!("unknown scope {scope:?}: expected read or write"))?;
+                    let k = store.create_api_key(&user, scope, &name).await?;
+                    println!("api key {} for {} ({}): {}", k.key.id, k.key.user_id, scope.as_str(), k.secret);
+                    println!("keep it now: it is stored hashed and cannot be shown again");
+                }
+                ApikeyCmd::List => {
+                    let keys = store.api_keys().await?;
+                    if cli.json {
+                        return print_json(&keys);
+                    }
+                    for k in keys {
+                        println!("{:>4} ddk_{}_… {:<6} {:<5} {:<20} created {} last used {}{}", k.id, k.prefix, k.user_id, k.scope.as_str(), k.name, when(Some(k.created_at)), when(k.last_used_at), k.revoked_at.map(|r| format!(" REVOKED {}", when(Some(r)))).unwrap_or_default());
+                    }
+                }
+                ApikeyCmd::Revoke { id } => {
+                    store.revoke_api_key(id).await?;
+                    println!("api key {id} revoked");
+                }
+            }
+            Ok(())
+        }
+        Cmd::Webhooks { cmd } => {
+            let (store, _) = app::open(&cfg).await?;
+            use dispute_desk::webhooks;
+            for w in &cfg.webhooks {
+                let bad = w.unknown_events();
+                if !bad.is_empty() {
+                    bail!("webhook {}: unknown events {:?} (known: {})", w.key(), bad, webhooks::EVENT_TYPES.join(", "));
+                }
+            }
+            match cmd {
+                WebhooksCmd::Deliver => {
+                    let client = webhooks::client()?;
+                    let r = webhooks::deliver_once(&store, &client, &cfg.webhooks, &webhooks::Settings::default()).await?;
+                    println!("{} events queued, {} delivered, {} to retry, {} given up", r.enqueued, r.delivered, r.retried, r.gave_up);
+                }
+                WebhooksCmd::Log { endpoint, limit } => {
+                    let rows = webhooks::deliveries(&store, endpoint.as_deref(), limit).await?;
+                    if cli.json {
+                        return print_json(&rows);
+                    }
+                    for d in rows {
+                        println!("{:>5} {:<30} {:<10} {:<15} {:<9} attempts {} {}", d.id, d.endpoint, d.event_id, d.event_type, d.status, d.attempts, d.last_error.unwrap_or_default());
+                    }
+                }
+                WebhooksCmd::Retry { id } => {
+                    webhooks::retry(&store, id).await?;
+                    println!("webhook delivery {id} queued again");
                 }
             }
             Ok(())

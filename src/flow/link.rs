@@ -889,6 +889,18 @@ pub fn link(msg: &Message, dir: &Directory, thread: &[ThreadHit]) -> Link {
             found.extend(scan(name, Src::Attachment, RefKind::Invoice, dir, ix, sc, &mut notes));
         }
     }
+    // E-invoice attachments (our own Factur-X sent back, a credit note
+    // request): their number and the invoices they refer to, with the same
+    // trust rules as any number (another client's is not trusted).
+    for e in msg.attachments.iter().filter_map(|a| a.einvoice.as_ref()) {
+        let before = found.len();
+        for n in std::iter::once(&e.number).chain(&e.preceding) {
+            found.extend(scan(n, Src::Attachment, RefKind::Invoice, dir, ix, sc, &mut notes));
+        }
+        if found.len() > before {
+            notes.push(format!("e-invoice attachment {} names a known invoice", e.number));
+        }
+    }
     if let Some(mut t) = trust(found, dir, sc, "number", &mut notes) {
         narrow_to_new_text(&mut t, msg, &mut notes);
         describe(&t.found, dir, "number", &mut notes);
@@ -951,6 +963,14 @@ pub fn link(msg: &Message, dir: &Directory, thread: &[ThreadHit]) -> Link {
             for a in msg.attachments.iter().filter_map(|a| a.name.as_ref()) {
                 if texts[0].1 == Src::Subject {
                     found.extend(scan(a, Src::Attachment, kind, dir, ix, sc, &mut notes));
+                }
+            }
+            // The PO number and buyer reference an e-invoice attachment carries.
+            if texts[0].1 == Src::Subject && kind == RefKind::Po {
+                for e in msg.attachments.iter().filter_map(|a| a.einvoice.as_ref()) {
+                    for r in e.order_reference.iter().chain(&e.buyer_reference) {
+                        found.extend(scan(r, Src::Attachment, kind, dir, ix, sc, &mut notes));
+                    }
                 }
             }
             if let Some(mut t) = trust(found, dir, sc, what, &mut notes) {

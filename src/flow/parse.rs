@@ -48,12 +48,53 @@ use serde::{Deserialize, Serialize};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::LazyLock;
 
-/// One attachment: enough to link (file name) and to show (type, size).
+/// One attachment: enough to link (file name, e-invoice references) and to
+/// show (type, size).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Attachment {
     pub name: Option<String>,
     pub content_type: String,
     pub size: usize,
+    /// What the attachment says when it is an e-invoice (Factur-X PDF, CII
+    /// or UBL XML): link evidence, read by [`crate::einvoice`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub einvoice: Option<AttachedInvoice>,
+}
+
+/// The references an e-invoice attachment carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AttachedInvoice {
+    pub number: String,
+    /// invoice | credit_note
+    pub kind: String,
+    /// Invoices a credit note or corrected invoice refers to (BT-25).
+    #[serde(default)]
+    pub preceding: Vec<String>,
+    pub buyer_reference: Option<String>,
+    pub order_reference: Option<String>,
+    pub buyer_siret: Option<String>,
+    pub buyer_vat: Option<String>,
+}
+
+/// Reads an attachment that may be an e-invoice (XML or PDF, under 20 MB).
+fn attached_invoice(name: Option<&str>, content_type: &str, bytes: &[u8]) -> Option<AttachedInvoice> {
+    let n = name.unwrap_or("").to_ascii_lowercase();
+    let maybe = content_type.contains("xml") || content_type.contains("pdf") || n.ends_with(".xml") || n.ends_with(".pdf");
+    if !maybe || bytes.len() > 20 << 20 {
+        return None;
+    }
+    match crate::einvoice::read(bytes) {
+        Ok(crate::einvoice::Reading::Invoice(e)) => Some(AttachedInvoice {
+            number: e.number.to_string(),
+            kind: e.kind.as_str().into(),
+            preceding: e.preceding_invoices.clone(),
+            buyer_reference: e.buyer_reference.clone(),
+            order_reference: e.order_reference.clone(),
+            buyer_siret: e.buyer.siret.clone(),
+            buyer_vat: e.buyer.vat.clone(),
+        }),
+        _ => None,
+    }
 }
 
 /// Header signals that tell an automatic or bulk message from a person's.
@@ -223,7 +264,11 @@ fn parse_mime(raw: &[u8]) -> Message {
         if name.is_none() && (is_text || (inline && content_type.starts_with("image/"))) {
             continue;
         }
-        out.attachments.push(Attachment { name, content_type, size });
+        let einvoice = match &part.body {
+            PartType::Binary(_) | PartType::InlineBinary(_) | PartType::Text(_) => attached_invoice(name.as_deref(), &content_type, part.contents()),
+            _ => None,
+        };
+        out.attachments.push(Attachment { name, content_type, size, einvoice });
     }
 
     out.warnings = w;

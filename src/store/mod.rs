@@ -6,7 +6,9 @@
 //! audit event (see [`audit`]).
 
 pub mod audit;
+pub mod apikeys;
 pub mod cases;
+pub mod einvoices;
 pub mod ledger;
 pub mod mailboxes;
 pub mod messages;
