@@ -1,5 +1,7 @@
-//! serve: the long-running service. Runs one watcher per configured mailbox
-//! and the outbox worker, until the shutdown signal given as an argument
+//! serve: the long-running service. Runs one watcher per configured mailbox,
+//! the outbox worker, the web desk and the JSON API on one listener
+//! (`[web] listen`), and the webhook worker when endpoints are configured,
+//! until the shutdown signal given as an argument
 //! fires (SIGINT/SIGTERM from `main`, a channel in tests); then every task
 //! stops at a safe point: IDLE is ended, the message in hand is finished,
 //! checkpoints are left where the last stored message put them.
@@ -44,7 +46,7 @@ impl Shutdown {
 pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> Result<()> {
     cfg.validate_mailboxes()?;
     let (store, policy) = app::open(&cfg).await?;
-    let pipeline = Arc::new(Mutex::new(app::pipeline(&cfg, store.clone(), policy).await?));
+    let pipeline = Arc::new(Mutex::new(app::pipeline(&cfg, store.clone(), policy.clone()).await?));
     // Whatever a previous run stored but did not process.
     watch::run_flow(&pipeline).await;
 
@@ -80,7 +82,32 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> Result<()> {
         })
     };
     tasks.push(worker);
-    tracing::info!(mailboxes = cfg.mailbox.len(), "serving");
+
+    // The web desk and the JSON API share one listener. A port that cannot
+    // be bound stops serve with a clear error rather than running headless.
+    let listener = tokio::net::TcpListener::bind(&cfg.web.listen).await.with_context(|| format!("cannot listen on {} for the web desk and the API (set [web] listen)", cfg.web.listen))?;
+    let addr = listener.local_addr()?;
+    let web = crate::web::WebState::new(store.clone(), policy.clone(), cfg.clone()).context("loading the web templates")?;
+    let api = crate::api::ApiState { store: store.clone(), policy: Arc::new(policy), cfg: Arc::new(cfg.clone()) };
+    let http = crate::web::router(web).merge(crate::api::router(api));
+    {
+        let mut shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, http.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move { shutdown.recv().await });
+            if let Err(e) = served.await {
+                tracing::error!(error = %e, "web desk and API stopped");
+            }
+        }));
+    }
+    if !cfg.webhooks.is_empty() {
+        let (store, endpoints, mut shutdown) = (store.clone(), cfg.webhooks.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::webhooks::run(store, endpoints, crate::webhooks::Settings::default(), Duration::from_secs(10), async move { shutdown.recv().await }).await {
+                tracing::error!(error = %e, "webhook worker stopped");
+            }
+        }));
+    }
+    tracing::info!(mailboxes = cfg.mailbox.len(), webhooks = cfg.webhooks.len(), %addr, "serving: web desk and API on http://{addr}");
     signal.await;
     tracing::info!("shutting down");
     let _ = tx.send(true);

@@ -272,13 +272,25 @@ async fn audit_verify_names_the_altered_row() {
 
 #[tokio::test]
 async fn eval_on_the_project_corpora() {
-    // Our own corpora, each a different company. demo/ and holdout/imprimerie
-    // were held out at first and then used to tune the rules (0.748 and 0.781
-    // before, see the issue notes); holdout/logiciel has never been tuned on
-    // (0.812 first run). Floors sit just under what is measured today, so a
+    // Our own corpora, each a different company. demo/ and holdout/* were
+    // held out at first and then used to tune the rules (first contact:
+    // demo 0.748, imprimerie 0.781, logiciel 0.812, transport 0.752; see the
+    // issue notes). Floors sit just under what is measured today, so a
     // regression fails; the product target on unseen mail is 0.80.
     let holdout = root().join("tests/fixtures/holdout");
-    for (dir, min_f1) in [(mini(), 0.99), (root().join("demo"), 0.88), (holdout.join("imprimerie"), 0.90), (holdout.join("logiciel"), 0.80)] {
+    // fresh/ holds two companies written last, never tuned on, with implicit
+    // motives on purpose: their floors are what the rules reach on first
+    // contact (0.668 and 0.555), the honest estimate for unseen mail.
+    let fresh = root().join("tests/fixtures/fresh");
+    for (dir, min_f1) in [
+        (mini(), 0.99),
+        (root().join("demo"), 0.90),
+        (holdout.join("imprimerie"), 0.92),
+        (holdout.join("logiciel"), 0.90),
+        (holdout.join("transport"), 0.90),
+        (fresh.join("traiteur"), 0.64),
+        (fresh.join("proprete"), 0.53),
+    ] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));
         assert!(r.messages > 0);

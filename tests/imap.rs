@@ -61,6 +61,8 @@ impl Desk {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::default();
         cfg.data_dir = dir.path().to_path_buf();
+        // Each serve in the tests gets its own free port for the web desk.
+        cfg.web.listen = "127.0.0.1:0".into();
         cfg.policies_dir = Some(root().join("policies"));
         cfg.prompts_dir = Some(root().join("prompts"));
         cfg.company.name = "Sud Levage SARL".into();
@@ -587,4 +589,42 @@ async fn mailbox_health_rows_work_on_postgres() {
     let h = &store.mailbox_health().await.unwrap()[0];
     assert_eq!((h.state.as_str(), h.attempt), ("idle", 0));
     assert!(h.last_sync_at.is_some() && h.last_error.is_some(), "the last error stays visible after recovery: {h:?}");
+}
+
+/// One HTTP/1.1 GET on loopback: (status line, body).
+async fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.ok()?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_also_serves_the_web_desk_and_the_api_and_stops_them_on_the_signal() {
+    let mut desk = Desk::new("INBOX").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    desk.cfg.web.listen = format!("127.0.0.1:{port}");
+    let serving = desk.serve();
+    let mut health = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while health.is_none() && Instant::now() < deadline {
+        health = http_get(port, "/healthz").await;
+        if health.is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (status, _) = health.expect("serve answers /healthz on [web] listen");
+    assert!(status.contains("200"), "{status}");
+    let (status, body) = http_get(port, "/login").await.unwrap();
+    assert!(status.contains("200") && body.contains("<form"), "{status}");
+    let (status, body) = http_get(port, "/api/v1/openapi.json").await.unwrap();
+    assert!(status.contains("200") && body.contains("/api/v1/cases"), "{status}");
+    let (status, _) = http_get(port, "/api/v1/cases").await.unwrap();
+    assert!(status.contains("401"), "the API wants a key: {status}");
+    serving.stop().await;
+    assert!(http_get(port, "/healthz").await.is_none(), "the listener is closed after shutdown");
 }
