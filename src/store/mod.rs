@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod cases;
 pub mod ledger;
+pub mod llm_calls;
 pub mod messages;
 pub mod outbox;
 
