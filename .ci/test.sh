@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: makes sure the PostgreSQL server the
 # tests use is installed and running, then runs every test (unit and
-# integration: SQLite, PostgreSQL, the in-process SMTP server, ../shared sets
-# when present).
+# integration: SQLite, PostgreSQL, the in-process SMTP server, a real
+# llama-server for the LLM path, ../shared sets when present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,4 +27,13 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -c 'SELECT 1' >/dev/null 2>&1; th
 fi
 
 export DISPUTE_DESK_TEST_PG="${DISPUTE_DESK_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+# The real OpenAI-compatible server for tests/llm.rs: llama-server and the
+# SmolLM2-135M model, built/fetched once into /var/cache/dispute-desk (outside
+# the clone, keyed by version). The tests start the server themselves on a free
+# port. If it cannot be had, stop here: the LLM tests must fail, not skip.
+llm_paths=$(bash .ci/llm-server.sh) || { echo "test.sh: .ci/llm-server.sh could not provide llama-server and its model" >&2; exit 1; }
+DISPUTE_DESK_LLAMA_SERVER=$(echo "$llm_paths" | sed -n 's/^LLAMA_SERVER=//p')
+DISPUTE_DESK_LLAMA_MODEL=$(echo "$llm_paths" | sed -n 's/^LLAMA_MODEL=//p')
+export DISPUTE_DESK_LLAMA_SERVER DISPUTE_DESK_LLAMA_MODEL
 cargo test --locked -- --test-threads=2
