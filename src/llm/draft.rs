@@ -47,13 +47,14 @@ impl Kind {
     }
 }
 
-// An invoice-like reference: letters, then digits, e.g. F2026-0412, FA-2026-00123, INV 7781.
-static REFERENCE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b[a-z]{1,6}[-/ ]?\d{2,}(?:[-/ .]\d{2,})*\b").unwrap());
+// An invoice-like reference: capital letters, then digits, e.g. F2026-0412,
+// FA-2026-00123, INV 7781 (capitals only, so that "de 480" is not one).
+static REFERENCE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\b[A-Z]{1,6}[-/ ]?\d{2,}(?:[-/ .]\d{2,})*\b").unwrap());
 // An amount with a currency before or after it.
 static AMOUNT_AFTER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)(\d{1,3}(?:[ \u{a0}\u{202f}.,]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)\s?(?:€|eur\b|euros?\b)").unwrap());
 static AMOUNT_BEFORE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)(?:€|\beur\b)\s?(\d{1,3}(?:[ \u{a0}\u{202f}.,]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)").unwrap());
 // Words that look like references but are not invoice numbers.
-const NOT_REFERENCES: &[&str] = &["dossier", "case", "cas", "n", "no", "num", "page", "tel", "tél", "fax", "art", "article", "jour", "jours", "days", "day", "h", "min"];
+const NOT_REFERENCES: &[&str] = &["eur", "ht", "ttc", "tva", "vat", "dossier", "case", "cas", "n", "no", "num", "page", "tel", "tél", "fax", "art", "article", "jour", "jours", "days", "day", "h", "min"];
 
 /// What a draft may name: the case's invoice numbers (and PO/project
 /// references) and amounts (each invoice, their total, the disputed amount).
