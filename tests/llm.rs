@@ -211,6 +211,18 @@ fn input(m: &parse::Message) -> ClassifyInput<'_> {
     ClassifyInput { message: m, reference_date: chrono::NaiveDate::from_ymd_opt(2026, 3, 3).unwrap(), has_invoice: true, known_client: true }
 }
 
+/// The disputed amounts the classifications found: drafts may name them too.
+async fn disputed_amounts(store: &Store) -> Vec<i64> {
+    let mut out = Vec::new();
+    for m in store.messages_where(None, None, None).await.unwrap() {
+        let c: Option<serde_json::Value> = m.classification.as_deref().and_then(|c| serde_json::from_str(c).ok());
+        if let Some(a) = c.as_ref().and_then(|c| c["facts"]["disputed_amount"].as_i64()) {
+            out.push(a);
+        }
+    }
+    out
+}
+
 async fn outcomes(store: &Store) -> Vec<String> {
     store.llm_calls().await.unwrap().into_iter().map(|c| format!("{}:{}", c.task, c.outcome)).collect()
 }
@@ -393,7 +405,7 @@ async fn prompt_injection_through_the_whole_flow_leaves_a_classification_and_pen
     }
     let facts_refs = Allowed {
         references: ["SL-26-0101", "BC-7781"].iter().map(|s| dispute_desk::flow::link::normalise_number(s)).collect(),
-        amounts: [432000].into_iter().collect(),
+        amounts: [432000].into_iter().chain(disputed_amounts(&store).await).collect(),
     };
     for dr in store.drafts(None, None).await.unwrap() {
         let grounded = ungrounded(&dr.body, &facts_refs).is_empty();
@@ -419,7 +431,7 @@ async fn the_mini_company_through_the_real_model_records_usage_that_llm_usage_su
     // Every draft is the model's grounded text or the template, flagged when refused.
     let facts = Allowed {
         references: ["SL-26-0101", "SL-26-0102", "SL-26-0140", "SL-26-0155", "BC-7781"].iter().map(|s| dispute_desk::flow::link::normalise_number(s)).collect(),
-        amounts: [432000, 125040, 980000, 60000].into_iter().collect(),
+        amounts: [432000, 125040, 980000, 60000].into_iter().chain(disputed_amounts(&store).await).collect(),
     };
     for dr in store.drafts(None, None).await.unwrap() {
         assert_eq!(dr.status, "pending");
