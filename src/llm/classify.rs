@@ -77,9 +77,9 @@ pub fn schema() -> serde_json::Value {
         "properties": {
             "category": {"type": "string", "enum": cats},
             "confidence": {"type": "number"},
-            "justification": {"type": "string", "maxLength": 300},
+            "justification": {"type": "string"},
             "disputed_amount": {"type": ["string", "null"]},
-            "disputed_lines": {"type": "array", "items": {"type": "string", "maxLength": 120}, "maxItems": 5},
+            "disputed_lines": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
             "promised_date": {"type": ["string", "null"]},
             "asks": {"type": "array", "items": {"type": "string", "enum": ASKS}, "maxItems": 4},
             "language": {"type": "string", "enum": ["fr", "en"]},
