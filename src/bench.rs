@@ -148,17 +148,6 @@ pub struct IngestBench {
     pub peak_rss_mib: Option<f64>,
 }
 
-/// A fresh database on the PostgreSQL server of `admin` (dropped by the caller).
-async fn fresh_postgres(admin: &str) -> Result<(String, String)> {
-    sqlx::any::install_default_drivers();
-    let name = format!("dd_bench_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::AnyPool::connect(admin).await.with_context(|| format!("connecting to {admin}"))?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await?;
-    pool.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).context("a postgres:// URL with a database name")?;
-    Ok((format!("{base}/{name}"), name))
-}
-
 /// Runs the flow on `messages` generated messages (or on the corpus at `corpus`).
 pub async fn ingest(base: &Config, messages: usize, corpus: Option<&std::path::Path>, postgres: Option<&str>) -> Result<IngestBench> {
     let gen_dir = tempfile::tempdir().context("creating a temporary folder")?;
@@ -185,7 +174,8 @@ pub async fn ingest(base: &Config, messages: usize, corpus: Option<&std::path::P
     cfg.database_url = None;
     let mut dropped = None;
     if let Some(admin) = postgres {
-        let (url, name) = fresh_postgres(admin).await?;
+        let url = crate::store::Store::create_postgres_database(admin, "dd_bench").await.with_context(|| format!("creating a database on {admin}"))?;
+        let name = url.rsplit('/').next().unwrap_or_default().to_string();
         cfg.database_url = Some(url);
         dropped = Some((admin.to_string(), name));
     }

@@ -52,14 +52,9 @@ impl Desk {
     /// (`DISPUTE_DESK_TEST_PG`, default postgres://postgres@127.0.0.1:5432/postgres).
     async fn postgres() -> Desk {
         let admin = std::env::var("DISPUTE_DESK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        sqlx::any::install_default_drivers();
-        let name = format!("dd_test_{}", uuid::Uuid::new_v4().simple());
-        let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin}): {e}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
-        pool.close().await;
-        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+        let url = Store::create_postgres_database(&admin, "dd_test").await.unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin}): {e}"));
         let mut d = Desk::sqlite().await;
-        d.cfg.database_url = Some(format!("{base}/{name}"));
+        d.cfg.database_url = Some(url);
         d
     }
 

@@ -574,13 +574,8 @@ async fn idle_is_reissued_on_schedule_and_mail_still_arrives() {
 #[tokio::test]
 async fn mailbox_health_rows_work_on_postgres() {
     let admin = std::env::var("DISPUTE_DESK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    sqlx::any::install_default_drivers();
-    let name = format!("dd_test_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin}): {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
-    pool.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
-    let store = Store::open(&format!("{base}/{name}")).await.unwrap();
+    let url = Store::create_postgres_database(&admin, "dd_test").await.unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin}): {e}"));
+    let store = Store::open(&url).await.unwrap();
     store.set_mailbox_state("m", "connecting", false).await.unwrap();
     store.set_mailbox_error("m", "cannot connect to x:993", 3).await.unwrap();
     let h = &store.mailbox_health().await.unwrap()[0];

@@ -544,14 +544,10 @@ async fn user_add_and_passwd_make_logins_and_a_new_password_ends_sessions() {
 #[tokio::test]
 async fn the_desk_runs_on_postgresql_too() {
     let admin = std::env::var("DISPUTE_DESK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    sqlx::any::install_default_drivers();
-    let name = format!("dd_web_{}", uuid::Uuid::new_v4().simple());
-    let pool = sqlx::AnyPool::connect(&admin).await.unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin}): {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await.unwrap();
-    pool.close().await;
+    let url = Store::create_postgres_database(&admin, "dd_web").await.unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin}): {e}"));
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
-    cfg.database_url = Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0));
+    cfg.database_url = Some(url);
     let (store, policy) = app::open(&cfg).await.unwrap();
     app::import_corpus(&store, &root().join("demo")).await.unwrap();
     web::auth::set_password(&store, MANAGER, PW).await.unwrap();

@@ -60,6 +60,20 @@ static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sql
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 impl Store {
+    /// Creates a new, empty database named `{prefix}_{random}` on the
+    /// PostgreSQL server of `admin` (a `postgres://…/DB` URL it can connect
+    /// to) and returns the new database's URL: for tests and benchmarks that
+    /// each need their own database.
+    pub async fn create_postgres_database(admin: &str, prefix: &str) -> Result<String> {
+        sqlx::any::install_default_drivers();
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).ok_or_else(|| StoreError::Invalid(format!("{admin}: a postgres:// URL with a database name")))?;
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::AnyPool::connect(admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&pool).await?;
+        pool.close().await;
+        Ok(format!("{base}/{name}"))
+    }
+
     /// Opens (creating a SQLite file if needed) and migrates.
     /// `sqlite://PATH` or `postgres://…`.
     pub async fn open(url: &str) -> Result<Store> {
