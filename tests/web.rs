@@ -470,28 +470,59 @@ async fn open_cases_filter_sort_and_paginate() {
 }
 
 #[tokio::test]
-async fn a_person_links_an_unlinked_message_by_hand_with_an_audit_event() {
+async fn a_message_linked_by_hand_goes_through_the_flow_again_with_that_link() {
     let app = spawn_app().await;
-    // The demo links everything; make one message wait for a person.
-    let mid = app.scalar("SELECT MIN(id) FROM messages WHERE direction = 'in' AND disposition = 'ignored'").await;
-    sqlx::query("UPDATE messages SET disposition = 'unlinked', client_id = NULL WHERE id = $1").bind(mid).execute(&app.store.pool).await.unwrap();
-    let (client, invoice): (String, String) = sqlx::query_as("SELECT client_id, number FROM invoices ORDER BY number LIMIT 1").fetch_one(&app.store.pool).await.unwrap();
+    // A dispute from an address nobody knows, naming no invoice: the flow
+    // cannot link it, so it waits in the unlinked queue.
+    let inbox = tempfile::tempdir().unwrap();
+    std::fs::write(
+        inbox.path().join("unknown.eml"),
+        "From: Marc Dupont <marc.dupont.achats@gmail.com>\r\nTo: comptabilite@alpes-froid.fr\r\nSubject: Erreur sur votre facture\r\n\
+         Message-ID: <hand-link-1@gmail.com>\r\nDate: Mon, 02 Nov 2026 09:12:00 +0100\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         Bonjour,\r\n\r\nLe prix unitaire factur\u{e9} ne correspond pas au tarif convenu dans notre devis. Merci de nous envoyer un avoir pour la diff\u{e9}rence.\r\n\r\nCordialement,\r\nMarc Dupont\r\n",
+    )
+    .unwrap();
+    let mut p = app::pipeline(&app.state.cfg, app.store.clone(), (*app.state.policy).clone()).await.unwrap();
+    app::ingest_path(&mut p, inbox.path(), false).await.unwrap();
+    let mid = app.scalar("SELECT id FROM messages WHERE message_id = 'hand-link-1@gmail.com'").await;
+    assert_eq!(app.text(&format!("SELECT disposition FROM messages WHERE id = {mid}")).await, "unlinked");
+    let cases_before = app.scalar("SELECT COUNT(*) FROM cases").await;
+
+    let (client, invoice, owner): (String, String, String) = sqlx::query_as("SELECT i.client_id, i.number, c.account_owner FROM invoices i JOIN clients c ON c.id = i.client_id WHERE i.status <> 'paid' AND c.account_owner IS NOT NULL ORDER BY i.number LIMIT 1").fetch_one(&app.store.pool).await.unwrap();
     let other: String = app.text(&format!("SELECT id FROM clients WHERE id <> '{client}' ORDER BY id LIMIT 1")).await;
     let mut acc = app.login(ACCOUNTANT).await;
     let page = acc.get("/messages/unlinked").await.body;
     assert!(page.contains(&format!("id=\"message-{mid}\"")));
     let t = csrf_of(&page);
-    // An invoice of another client is refused.
+    // An invoice of another client is refused, and changes nothing.
     let r = acc.post(&format!("/messages/{mid}/link"), &[("csrf", &t), ("client", &other), ("invoice", &invoice)]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(app.text(&format!("SELECT disposition FROM messages WHERE id = {mid}")).await, "unlinked");
     let r = acc.post(&format!("/messages/{mid}/link"), &[("csrf", &t), ("client", &client), ("invoice", &invoice)]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+    // The flow ran again with the person's link: a price dispute on that
+    // invoice, routed to the client's account owner, with a pending reply.
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM cases").await, cases_before + 1);
+    let case_id = app.scalar(&format!("SELECT case_id FROM messages WHERE id = {mid}")).await;
+    assert_eq!(r.location.as_deref(), Some(format!("/cases/{case_id}?done=linked").as_str()));
+    assert_eq!(app.text(&format!("SELECT disposition FROM messages WHERE id = {mid}")).await, "case");
+    assert_eq!(app.text(&format!("SELECT state FROM messages WHERE id = {mid}")).await, "processed");
+    assert_eq!(app.text(&format!("SELECT link_method FROM messages WHERE id = {mid}")).await, "manual");
     assert_eq!(app.text(&format!("SELECT client_id FROM messages WHERE id = {mid}")).await, client);
-    assert_eq!(app.text(&format!("SELECT disposition FROM messages WHERE id = {mid}")).await, "linked_by_hand");
-    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM message_invoices WHERE message_id = {mid}")).await, 1);
-    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM audit_events WHERE entity = 'message' AND entity_id = '{mid}' AND action = 'linked_by_hand' AND actor = 'user:U1'")).await, 1);
-    // Twice is a conflict, not a second link.
+    assert_eq!(app.text(&format!("SELECT kind || '/' || category || '/' || client_id FROM cases WHERE id = {case_id}")).await, format!("dispute/price/{client}"));
+    assert_eq!(app.text(&format!("SELECT owner_id FROM cases WHERE id = {case_id}")).await, owner);
+    assert_eq!(app.text(&format!("SELECT invoice_number FROM case_invoices WHERE case_id = {case_id}")).await, invoice);
+    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM drafts WHERE message_id = {mid} AND kind = 'reply' AND status = 'pending'")).await, 1);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, 0, "nothing leaves without an approval");
+    // Who linked it, then what the flow did, in the audit trail.
+    let linked = app.scalar(&format!("SELECT id FROM audit_events WHERE entity = 'message' AND entity_id = '{mid}' AND action = 'linked_by_hand' AND actor = 'user:U1'")).await;
+    let opened = app.scalar(&format!("SELECT id FROM audit_events WHERE case_id = {case_id} AND action = 'opened'")).await;
+    assert!(linked < opened);
+    assert!(acc.get(&format!("/cases/{case_id}?done=linked")).await.body.contains(&invoice));
+    // Twice is a conflict, not a second link nor a second pass.
     assert_eq!(acc.post(&format!("/messages/{mid}/link"), &[("csrf", &t), ("client", &client)]).await.status, StatusCode::CONFLICT);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM cases").await, cases_before + 1);
     assert!(!acc.get("/messages/unlinked").await.body.contains(&format!("id=\"message-{mid}\"")));
 }
 

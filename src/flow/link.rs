@@ -53,6 +53,8 @@ pub enum LinkMethod {
     Project,
     Contact,
     Domain,
+    /// A person linked the message by hand (web desk, unlinked queue).
+    Manual,
     None,
 }
 
@@ -65,6 +67,7 @@ impl LinkMethod {
             LinkMethod::Project => "project",
             LinkMethod::Contact => "contact",
             LinkMethod::Domain => "domain",
+            LinkMethod::Manual => "manual",
             LinkMethod::None => "none",
         }
     }

@@ -94,12 +94,16 @@ async fn names(state: &WebState) -> Result<std::collections::HashMap<String, Str
 #[tracing::instrument(skip_all, fields(user = %s.user.id))]
 async fn my_cases(State(state): State<WebState>, s: Session) -> Result<Response, Error> {
     let names = names(&state).await?;
-    let mut lines = vec![];
-    // Already ordered: escalated first, then by priority.
-    for c in state.store.cases(None, Some(&s.user.id)).await?.into_iter().filter(|c| c.status != "resolved") {
-        let mut l = line(&c, &s, &names);
-        l.brief = state.store.drafts(None, Some(c.id)).await?.into_iter().filter(|d| d.kind == "brief").last().map(|d| d.body);
-        l.tasks = state.store.tasks(Some(c.id), None, Some("open")).await?.into_iter().map(|t| format!("{}: {}", t.kind, t.note)).collect();
+    // Already ordered: escalated first, then by priority. Briefs and tasks
+    // come in one query each for all the cases.
+    let cases = state.store.open_cases_of_owner(&s.user.id).await?;
+    let ids: Vec<i64> = cases.iter().map(|c| c.id).collect();
+    let (mut briefs, mut tasks) = (state.store.latest_briefs(&ids).await?, state.store.open_task_notes(&ids).await?);
+    let mut lines = Vec::with_capacity(cases.len());
+    for c in &cases {
+        let mut l = line(c, &s, &names);
+        l.brief = briefs.remove(&c.id);
+        l.tasks = tasks.remove(&c.id).unwrap_or_default();
         lines.push(l);
     }
     let mut ctx = tera::Context::new();
@@ -196,32 +200,32 @@ fn order_by(sort: &str) -> &'static str {
     }
 }
 
-/// One page of cases matching `f`, and how many match in all.
+/// One page of cases matching `f`, and how many match in all: a count, a
+/// page of ids walked along the sort's index (migrations/*/0007_desk.sql),
+/// then the page's rows and invoices in two queries. The clients table is
+/// joined only when the filter or the sort needs it.
 pub async fn search(state: &WebState, f: &Filters) -> Result<(Vec<CaseRow>, i64), Error> {
     let (wh, binds) = where_clause(f)?;
-    let mut cq = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM cases c JOIN clients cl ON cl.id = c.client_id{wh}")));
-    for v in &binds {
-        cq = match v {
-            Bind::S(s) => cq.bind(s.clone()),
-            Bind::I(i) => cq.bind(*i),
-        };
-    }
-    let total = cq.fetch_one(&state.store.pool).await.map_err(StoreError::from)?;
+    let bind_all = |sql: String| {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for v in &binds {
+            q = match v {
+                Bind::S(s) => q.bind(s.clone()),
+                Bind::I(i) => q.bind(*i),
+            };
+        }
+        q
+    };
+    let needs_client = !f.client.trim().is_empty();
+    let join = |needed: bool| if needed { " JOIN clients cl ON cl.id = c.client_id" } else { "" };
+    let total: i64 = bind_all(format!("SELECT COUNT(*) FROM cases c{}{wh}", join(needs_client))).fetch_one(&state.store.pool).await.map_err(StoreError::from)?.try_get(0).map_err(StoreError::from)?;
     let page = f.page.unwrap_or(1).max(1);
-    let sql = format!("SELECT c.id FROM cases c JOIN clients cl ON cl.id = c.client_id{wh} ORDER BY {} LIMIT {PER_PAGE} OFFSET {}", order_by(&f.sort), (page - 1) * PER_PAGE);
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for v in &binds {
-        q = match v {
-            Bind::S(s) => q.bind(s.clone()),
-            Bind::I(i) => q.bind(*i),
-        };
+    let sql = format!("SELECT c.id FROM cases c{}{wh} ORDER BY {} LIMIT {PER_PAGE} OFFSET {}", join(needs_client || f.sort == "client"), order_by(&f.sort), (page - 1) * PER_PAGE);
+    let mut ids = vec![];
+    for r in bind_all(sql).fetch_all(&state.store.pool).await.map_err(StoreError::from)? {
+        ids.push(r.try_get::<i64, _>(0).map_err(StoreError::from)?);
     }
-    let mut out = vec![];
-    for r in q.fetch_all(&state.store.pool).await.map_err(StoreError::from)? {
-        let id: i64 = r.try_get(0).map_err(StoreError::from)?;
-        out.push(state.store.case(id).await?);
-    }
-    Ok((out, total))
+    Ok((state.store.cases_by_ids(&ids).await?, total))
 }
 
 #[tracing::instrument(skip_all, fields(user = %s.user.id))]
@@ -342,7 +346,11 @@ async fn show(State(state): State<WebState>, s: Session, Path(id): Path<i64>, Qu
     let mut users: Vec<(String, String)> = names.into_iter().collect();
     users.sort();
     ctx.insert("users", &users);
-    ctx.insert("flash", &q.done.as_deref().map(|k| super::i18n::word(s.lang, if k == "assigned" { "assigned_ok" } else { "moved_ok" })));
+    ctx.insert("flash", &q.done.as_deref().map(|k| super::i18n::word(s.lang, match k {
+        "assigned" => "assigned_ok",
+        "linked" => "linked_ok",
+        _ => "moved_ok",
+    })));
     state.render("case.html", &s, ctx)
 }
 
@@ -432,6 +440,27 @@ async fn link(State(state): State<WebState>, s: Session, Path(id): Path<i64>, Fo
         n => Some(InvoiceNumber::parse(n).map_err(|e| Error::BadRequest(format!("invoice: {e}")))?),
     };
     state.store.link_by_hand(id, f.client.trim(), inv.as_ref(), &s.user.id).await?;
-    tracing::info!("message linked by hand");
-    Ok(Redirect::to("/messages/unlinked?done=linked").into_response())
+    tracing::info!("message linked by hand; running it through the flow again");
+    // The message is `accepted` again with the person's link. Run it now so
+    // that its case and drafts appear at once; if that fails it stays
+    // accepted, and the next pass of `serve` (or `process`) picks it up.
+    let mut case = None;
+    match crate::app::pipeline(&state.cfg, state.store.clone(), (*state.policy).clone()).await {
+        Ok(mut p) => match state.store.accepted_one(id).await? {
+            Some(acc) => match p.process(acc).await {
+                Ok(o) => case = o.and_then(|o| o.case_id),
+                Err(e) => {
+                    tracing::warn!(error = %e, "processing the hand-linked message failed; it stays accepted for a retry");
+                    state.store.processing_failed(id, &e.to_string(), p.max_attempts).await?;
+                }
+            },
+            None => tracing::info!("already processed by another worker"),
+        },
+        Err(e) => tracing::warn!(error = %e, "cannot build the flow; the hand-linked message stays accepted for the next pass"),
+    }
+    Ok(Redirect::to(&match case {
+        Some(c) => format!("/cases/{c}?done=linked"),
+        None => "/messages/unlinked?done=linked".into(),
+    })
+    .into_response())
 }
