@@ -840,3 +840,81 @@ async fn in_chromium_an_approval_reaches_smtp_the_manager_sees_the_dashboard_and
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// The dashboard's figures are aggregated by SQL along indexes; here they are
+/// recounted the slow way, from every row, on a generated desk.
+#[tokio::test]
+async fn dashboard_figures_agree_with_a_recount_of_every_row() {
+    use chrono::NaiveDate;
+    use dispute_desk::web::dashboard::{bucket, figures, median, month_starts, MOTIVE_MONTHS};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (store, policy) = app::open(&cfg).await.unwrap();
+    let today = chrono::Local::now().date_naive();
+    dispute_desk::gen_desk::generate(&store, dispute_desk::gen_desk::DeskSpec { cases: 3_000, invoices: 20_000, clients: 120 }, today).await.unwrap();
+    let state = WebState::new(store.clone(), policy, cfg).unwrap();
+    let f = figures(&state, today).await.unwrap();
+    let now = dispute_desk::store::now();
+
+    type CaseRow = (String, String, String, Option<String>, Option<i64>, i64, i64, Option<i64>, i64);
+    let cases: Vec<CaseRow> = sqlx::query_as("SELECT c.kind, c.status, c.category, u.name, c.disputed_cents, c.amount_cents, c.opened_at, c.closed_at, c.first_at FROM cases c LEFT JOIN users u ON u.id = c.owner_id").fetch_all(&store.pool).await.unwrap();
+    let open: Vec<&CaseRow> = cases.iter().filter(|c| c.0 == "dispute" && c.1 != "resolved").collect();
+    assert!(open.len() > 100, "the generated desk has open disputes");
+    assert_eq!(f.open_disputes, open.len() as i64);
+    assert_eq!(f.open_disputed_cents, open.iter().map(|c| c.4.unwrap_or(c.5)).sum::<i64>());
+    let mut by_cat: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut by_owner: HashMap<String, (i64, i64)> = HashMap::new();
+    for c in &open {
+        let e = by_cat.entry(c.2.clone()).or_default();
+        e.0 += 1;
+        e.1 += c.4.unwrap_or(c.5);
+        let e = by_owner.entry(c.3.clone().unwrap_or_else(|| "-".into())).or_default();
+        e.0 += 1;
+        e.1 += c.4.unwrap_or(c.5);
+    }
+    assert_eq!(f.by_category.iter().map(|(c, n, a)| (c.clone(), (*n, *a))).collect::<HashMap<_, _>>(), by_cat);
+    assert_eq!(f.by_owner.iter().map(|(o, n, a)| (o.clone(), (*n, *a))).collect::<HashMap<_, _>>(), by_owner);
+    assert!(f.by_category.windows(2).all(|w| w[0].2 >= w[1].2), "largest amount first");
+
+    let mut spans: Vec<f64> = cases.iter().filter_map(|c| c.7.map(|closed| (closed - c.6) as f64 / 86_400.0)).collect();
+    assert_eq!(f.resolved, spans.len());
+    let mean = spans.iter().sum::<f64>() / spans.len() as f64;
+    assert!((f.resolve_mean_days.unwrap() - mean).abs() < 1e-6, "{:?} vs {mean}", f.resolve_mean_days);
+    assert_eq!(f.resolve_median_days, median(&mut spans));
+
+    let months = month_starts(today, MOTIVE_MONTHS);
+    let mut motives: HashMap<(String, String), i64> = HashMap::new();
+    for c in cases.iter().filter(|c| c.0 == "dispute") {
+        if let Some(m) = months.iter().rev().find(|m| c.8 >= m.0) {
+            *motives.entry((m.1.clone(), c.2.clone())).or_default() += 1;
+        }
+    }
+    assert!(!motives.is_empty());
+    assert_eq!(f.motives.iter().map(|(m, c, n)| ((m.clone(), c.clone()), *n)).collect::<HashMap<_, _>>(), motives);
+
+    let invoices: Vec<(String, String, i64, i64, String)> = sqlx::query_as("SELECT due_date, issue_date, amount_cents, paid_cents, status FROM invoices").fetch_all(&store.pool).await.unwrap();
+    let mut overdue = [0i64; 4];
+    let (mut receivable, mut sales) = (0i64, 0i64);
+    for (due, issue, amount, paid, status) in &invoices {
+        let issue = NaiveDate::parse_from_str(issue, "%Y-%m-%d").unwrap();
+        if issue >= today - chrono::Duration::days(90) && issue <= today {
+            sales += amount;
+        }
+        if status == "paid" || amount <= paid {
+            continue;
+        }
+        receivable += amount - paid;
+        let due = NaiveDate::parse_from_str(due, "%Y-%m-%d").unwrap();
+        if due < today {
+            overdue[bucket((today - due).num_days())] += amount - paid;
+        }
+    }
+    assert!(overdue.iter().all(|o| *o > 0), "every bucket has invoices: {overdue:?}");
+    assert_eq!(f.overdue, overdue);
+    assert!((f.dso_days.unwrap() - receivable as f64 / sales as f64 * 90.0).abs() < 1e-9);
+
+    let drafts: Vec<(i64,)> = sqlx::query_as("SELECT created_at FROM drafts WHERE status = 'pending' AND kind <> 'brief'").fetch_all(&store.pool).await.unwrap();
+    assert_eq!(f.drafts_waiting, drafts.len() as i64);
+    assert_eq!(f.draft_ages.iter().sum::<i64>(), drafts.len() as i64);
+    assert_eq!(f.oldest_draft_days, drafts.iter().map(|d| (now - d.0) / 86_400).max());
+}

@@ -166,9 +166,9 @@ pub async fn figures(state: &WebState, today: NaiveDate) -> Result<Figures, Stor
     };
     // Mean in SQL; the median by walking the span index to its middle.
     let spans = async {
-        let r = sqlx::query("SELECT COUNT(*), AVG(CAST(closed_at - opened_at AS DOUBLE PRECISION)) FROM cases WHERE closed_at IS NOT NULL").fetch_one(pool).await?;
+        let r = sqlx::query("SELECT COUNT(*), CAST(SUM(closed_at - opened_at) AS BIGINT) FROM cases WHERE closed_at IS NOT NULL").fetch_one(pool).await?;
         let n: i64 = r.try_get(0)?;
-        let mean: Option<f64> = r.try_get(1)?;
+        let mean = r.try_get::<Option<i64>, _>(1)?.filter(|_| n > 0).map(|sum| sum as f64 / n as f64);
         let mut mid: Vec<f64> = vec![];
         if n > 0 {
             for r in sqlx::query("SELECT closed_at - opened_at FROM cases WHERE closed_at IS NOT NULL ORDER BY closed_at - opened_at LIMIT $1 OFFSET $2").bind(2 - n % 2).bind((n - 1) / 2).fetch_all(pool).await? {
