@@ -278,6 +278,12 @@ async fn eval_on_the_project_corpora() {
     // written from their misses (0.824 and 0.771), so they are tuned on now
     // and blind/ (below) carries the honest estimate for unseen mail.
     let fresh = root().join("tests/fixtures/fresh");
+    // blind/ holds two more companies written by someone who never saw the
+    // rules, after round 4: first contact 0.757 (paysagiste) and 0.852
+    // (informatique); the rules were not tuned on them. Their link misses
+    // (short forms, glued letters, amounts, an injected line) were fixed in
+    // link.rs as general rules; links were 0.952/0.930 and 0.976/0.930.
+    let blind = root().join("tests/fixtures/blind");
     for (dir, min_f1) in [
         (mini(), 0.99),
         (root().join("demo"), 0.90),
@@ -286,6 +292,8 @@ async fn eval_on_the_project_corpora() {
         (holdout.join("transport"), 0.90),
         (fresh.join("traiteur"), 0.80),
         (fresh.join("proprete"), 0.75),
+        (blind.join("paysagiste"), 0.75),
+        (blind.join("informatique"), 0.85),
     ] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));
