@@ -36,6 +36,10 @@ pub struct Event<'a> {
     pub detail: serde_json::Value,
 }
 
+/// The PostgreSQL advisory lock that serialises appends to the chain (and,
+/// taken earlier, the flow's case writes: see `Store::lock_case_writes`).
+pub const CHAIN_LOCK: i64 = 727274;
+
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn hash_row(prev: &str, at: i64, actor: &str, case_id: Option<i64>, entity: &str, entity_id: &str, action: &str, detail: &str) -> String {
@@ -51,7 +55,7 @@ fn hash_row(prev: &str, at: i64, actor: &str, case_id: Option<i64>, entity: &str
 pub async fn append(tx: &mut Tx, backend: Backend, ev: Event<'_>) -> Result<()> {
     if backend == Backend::Postgres {
         // One appender at a time across instances: the chain must not fork.
-        sqlx::query("SELECT pg_advisory_xact_lock(727274)").execute(&mut **tx).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut **tx).await?;
     }
     let prev: String = sqlx::query("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1")
         .fetch_optional(&mut **tx)
