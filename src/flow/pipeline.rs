@@ -202,6 +202,10 @@ impl Pipeline {
             .classifier
             .classify(ClassifyInput { message: msg, reference_date: today, has_invoice: !l.invoices.is_empty(), known_client: client.is_some() })
             .await;
+        // From here on, no other instance changes cases until this message
+        // is committed: the open cases read below are the ones it continues.
+        let mut tx = self.store.begin().await?;
+        self.store.lock_case_writes(&mut tx).await?;
         let invoices = self.store.invoices_by_number(&l.invoices).await?;
         let open_cases = match &client {
             Some(c) => self.store.open_cases_of(&c.id).await?,
@@ -244,7 +248,6 @@ impl Pipeline {
             h
         };
 
-        let mut tx = self.store.begin().await?;
         let outcome = self.apply(&mut tx, id, msg, &l, &cls, client.as_ref(), &invoices, &decision, history, today).await?;
         let Some(outcome) = outcome else {
             return Ok(None);
