@@ -46,3 +46,7 @@ CREATE TABLE job_runs (
 -- Which instance claimed an outbox row it is sending (NULL: the one-shot
 -- `send` command or a row claimed before this migration).
 ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+
+-- Who holds how much open work (the flow's load balancing, the desk's lists):
+-- counted from this index rather than by scanning every case.
+CREATE INDEX cases_owner ON cases(owner_id, status);

@@ -59,9 +59,18 @@ pub struct Pipeline {
     pub company: Company,
     dir: Directory,
     clients: HashMap<String, Client>,
+    /// Users with their load (open cases + open tasks), read at most every
+    /// [`STAFF_TTL`] and kept up to date with what this pipeline assigns, so
+    /// that a message does not count every open case and task again.
+    staff: Vec<crate::flow::decide::Staff>,
+    staff_read: std::time::Instant,
     /// Processing attempts before a message is set aside as failed.
     pub max_attempts: i64,
 }
+
+/// How long the staff loads are trusted before they are read again (to see
+/// what people, the reminder pass and other instances changed meanwhile).
+const STAFF_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Messages of a case shown in a call brief: the most recent ones.
 const HISTORY_LINES: i64 = 30;
@@ -72,14 +81,39 @@ impl Pipeline {
     pub async fn new(store: Store, policy: Policy, classifier: Box<dyn Classifier>, drafter: Drafter, company: Company) -> Result<Pipeline> {
         let dir = store.directory().await?;
         let clients = store.clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect();
-        Ok(Pipeline { store, policy, classifier, drafter, company, dir, clients, max_attempts: 3 })
+        let staff = store.staff().await?;
+        Ok(Pipeline { store, policy, classifier, drafter, company, dir, clients, staff, staff_read: std::time::Instant::now(), max_attempts: 3 })
     }
 
     /// Reloads the ledger snapshot (after an import).
     pub async fn refresh(&mut self) -> Result<()> {
         self.dir = self.store.directory().await?;
         self.clients = self.store.clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        self.staff = self.store.staff().await?;
+        self.staff_read = std::time::Instant::now();
         Ok(())
+    }
+
+    /// The staff loads, read again when older than [`STAFF_TTL`].
+    async fn staff(&mut self) -> Result<Vec<crate::flow::decide::Staff>> {
+        if self.staff_read.elapsed() > STAFF_TTL {
+            self.staff = self.store.staff().await?;
+            self.staff_read = std::time::Instant::now();
+        }
+        Ok(self.staff.clone())
+    }
+
+    /// What a committed decision added to people's loads.
+    fn count_load(&mut self, d: &Decision) {
+        let opened = match &d.case {
+            Some(CaseAction::Open { .. }) => d.owner_id.as_deref(),
+            _ => None,
+        };
+        for owner in opened.into_iter().chain(d.tasks.iter().filter_map(|t| t.owner_id.as_deref())) {
+            if let Some(s) = self.staff.iter_mut().find(|s| s.id == owner) {
+                s.load += 1;
+            }
+        }
     }
 
     /// Processes every accepted message, oldest first. Returns the outcomes.
@@ -211,7 +245,7 @@ impl Pipeline {
             Some(c) => self.store.open_cases_of(&c.id).await?,
             None => vec![],
         };
-        let staff = self.store.staff().await?;
+        let staff = self.staff().await?;
         let client_facts = client.as_ref().map(|c| ClientFacts { id: c.id.clone(), account_owner: c.account_owner.clone(), strategic: c.strategic });
         let invoice_facts: Vec<InvoiceFacts> = invoices
             .iter()
@@ -241,8 +275,8 @@ impl Pipeline {
         } else {
             let mut h = Vec::new();
             for (hit, _) in &hits {
-                if let Some(m) = self.store.messages_by_message_id(&hit.message_id).await? {
-                    h.push(HistoryLine { date: fmt_ts(m.date_at), direction: m.direction, subject: m.subject.unwrap_or_default() });
+                if let Some((date, direction, subject)) = self.store.history_line_of(&hit.message_id).await? {
+                    h.push(HistoryLine { date: fmt_ts(date), direction, subject: subject.unwrap_or_default() });
                 }
             }
             h
@@ -253,6 +287,7 @@ impl Pipeline {
             return Ok(None);
         };
         tx.commit().await?;
+        self.count_load(&decision);
         if l.method == LinkMethod::InvoiceNumber && l.confidence >= 0.85 {
             if let (Some(from), Some(c)) = (&msg.from, &l.client_id) {
                 self.dir.contacts.entry(from.clone()).or_insert_with(|| c.clone());
