@@ -168,6 +168,16 @@ impl Desk {
     }
 }
 
+/// A plain HTTP/1.0 GET on loopback: the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or(text)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_on_one_database_ingest_each_message_once_and_send_each_approved_draft_once() {
     let Ok(admin) = std::env::var("DISPUTE_DESK_TEST_PG") else {
@@ -367,6 +377,16 @@ async fn three_instances_on_one_database_ingest_each_message_once_and_send_each_
     let last_id = desk.holder().await.unwrap().0;
     assert!(out.status.success() && text.contains(&format!("watched by instance {last_id}")), "status names the holder: {text}");
     assert!(text.contains(&format!("instance {first}")) && text.contains("dead"), "status shows the killed instance as dead: {text}");
+
+    // /metrics of the last instance: one alive, the mailbox held, taken over
+    // at least twice (SIGKILL, SIGTERM).
+    let log = serves[last].log();
+    let addr = log.split("http://").nth(1).and_then(|t| t.split_whitespace().next()).map(|a| a.trim_end_matches(['"', '/']).to_string()).expect("serve logs its address");
+    let metrics = http_get(&addr, "/metrics");
+    assert!(metrics.contains("dispute_desk_instances_alive 1\n"), "{metrics}");
+    assert!(metrics.contains("dispute_desk_lease_held{lease=\"mailbox:compta\"} 1\n"), "{metrics}");
+    let takeovers: i64 = metrics.lines().find_map(|l| l.strip_prefix("dispute_desk_lease_takeovers_total{lease=\"mailbox:compta\"} ")).and_then(|v| v.trim().parse().ok()).expect("takeovers metric");
+    assert!(takeovers >= 2, "{metrics}");
 
     serves[last].signal("TERM");
     assert!(serves[last].wait_exit(30).await.success());
