@@ -54,6 +54,10 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> Result<()> {
     let (store, policy) = app::open(&cfg).await?;
     let inst = Instance::register(&store, cfg.cluster.timing()).await?;
     let ttl = inst.timing.ttl_ms();
+    // Heartbeats from the start: a slow start-up must not look like a death
+    // to the other instances (they would take over this one's claims).
+    let (tx, shutdown) = Shutdown::channel();
+    let mut tasks = vec![tokio::spawn(inst.clone().heartbeat(shutdown.clone()))];
     let pipeline = Arc::new(Mutex::new(app::pipeline(&cfg, store.clone(), policy.clone()).await?));
     // Whatever a previous run stored but did not process.
     watch::run_flow(&pipeline).await;
@@ -67,8 +71,6 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> Result<()> {
         tracing::warn!(sent = rec.sent, uncertain = rec.uncertain, "outbox rows interrupted mid-send resolved");
     }
 
-    let (tx, shutdown) = Shutdown::channel();
-    let mut tasks = vec![tokio::spawn(inst.clone().heartbeat(shutdown.clone()))];
     for m in &cfg.mailbox {
         tasks.push(tokio::spawn(cluster::hold_mailbox(inst.clone(), m.clone(), ImapConnector { cfg: m.clone() }, store.clone(), pipeline.clone(), shutdown.clone())));
     }

@@ -31,11 +31,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MESSAGES: usize = 1000;
-/// Short, so that the test is quick: the lease lasts 1.5 s, renewed every 0.5 s.
-const TAKEOVER_SECS: u64 = 2;
+/// Short, so that the test is quick: the lease lasts 2.25 s, renewed every
+/// 0.75 s (shorter, and a loaded 2-core machine delays renewals enough to
+/// hand the mailbox over between live instances: correct, but noisy).
+const TAKEOVER_SECS: u64 = 3;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A desk on the database `url`, with the repository's policies and prompts.
+fn config(dir: &Path, url: String) -> Config {
+    Config { data_dir: dir.to_path_buf(), database_url: Some(url), policies_dir: Some(root().join("policies")), prompts_dir: Some(root().join("prompts")), ..Config::default() }
 }
 
 /// Three kinds of dispute, over the mini company's two clients and three
@@ -189,12 +196,8 @@ async fn three_instances_on_one_database_ingest_each_message_once_and_send_each_
     let dv = Dovecot::start();
     let smtp = smtp_server::spawn_smtp(mailin::response::OK);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.path().to_path_buf();
-    cfg.database_url = Some(url);
+    let mut cfg = config(dir.path(), url);
     cfg.web.listen = "127.0.0.1:0".into();
-    cfg.policies_dir = Some(root().join("policies"));
-    cfg.prompts_dir = Some(root().join("prompts"));
     cfg.company.name = "Sud Levage SARL".into();
     cfg.company.from_address = "julie.morel@sud-levage.fr".into();
     cfg.outbox_poll_secs = 1;
@@ -293,12 +296,17 @@ async fn three_instances_on_one_database_ingest_each_message_once_and_send_each_
         desk.wait_until("600 messages stored", 90, &all, || async { desk.stored().await >= 600 }).await;
     }
     approved.extend(desk.approve(10).await);
-    let stopped = pids.iter().position(|p| *p == second_pid).expect("the new holder is one of our processes");
+    // The holder now (normally the one that took over after the kill).
+    let (second, second_pid) = desk.holder().await.unwrap_or((second, second_pid));
+    let stopped = pids.iter().position(|p| *p == second_pid).expect("the holder is one of our processes");
+    assert_ne!(stopped, killed);
     serves[stopped].signal("TERM");
     let t_term = Instant::now();
     let st = serves[stopped].wait_exit(30).await;
     assert!(st.success(), "SIGTERM is a clean stop: {st}\n{}", serves[stopped].log());
-    assert!(serves[stopped].log().contains("lease released"), "a graceful stop releases the mailbox:\n{}", serves[stopped].log());
+    // It released the lease, unless a delayed renewal had already handed it on.
+    let log = serves[stopped].log();
+    assert!(log.contains("lease released") || log.contains("lease lost"), "a graceful stop releases the mailbox:\n{log}");
     let last = 3 - killed - stopped;
     {
         let all: Vec<&Serve> = serves.iter().collect();
@@ -415,11 +423,7 @@ async fn two_instances_processing_mail_about_one_invoice_at_once_open_one_case()
     };
     let url = Store::create_postgres_database(&admin, "scale_race").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.path().to_path_buf();
-    cfg.database_url = Some(url);
-    cfg.policies_dir = Some(root().join("policies"));
-    cfg.prompts_dir = Some(root().join("prompts"));
+    let cfg = config(dir.path(), url);
     let (store, policy) = app::open(&cfg).await.unwrap();
     app::import_corpus(&store, &root().join("tests/fixtures/mini")).await.unwrap();
     // Two instances: two pools, two pipelines.
