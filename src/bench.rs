@@ -215,9 +215,142 @@ pub async fn ingest(base: &Config, messages: usize, corpus: Option<&std::path::P
     })
 }
 
+/// Latency of one page under `bench web`, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageTiming {
+    pub path: String,
+    pub role: String,
+    pub requests: usize,
+    pub median_ms: f64,
+    pub p95_ms: f64,
+    pub max_ms: f64,
+    pub bytes: usize,
+}
+
+/// What `bench web` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebBench {
+    pub database: String,
+    pub cases: i64,
+    pub open_cases: i64,
+    pub invoices: i64,
+    /// Seconds spent generating the data (None: an existing database was used).
+    pub generate_seconds: Option<f64>,
+    pub database_mib: Option<f64>,
+    pub pages: Vec<PageTiming>,
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// The value at quantile `q` (0..=1) of sorted `v`, nearest rank.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
+
+/// Serves the web desk on a loopback port with the same router as `serve`
+/// and times `requests` sequential GETs of each page over HTTP, signed in as
+/// the generated manager, accountant and sales rep. The database at `db` is
+/// generated first (`gen_desk`) when it holds no cases.
+pub async fn web(base: &Config, db: &std::path::Path, spec: crate::gen_desk::DeskSpec, requests: usize) -> Result<WebBench> {
+    use http_body_util::BodyExt;
+    let mut cfg = base.clone();
+    cfg.database_url = Some(format!("sqlite://{}", db.display()));
+    let (store, policy) = app::open(&cfg).await?;
+    let cases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases").fetch_one(&store.pool).await?;
+    let generate_seconds = if cases == 0 {
+        let day = chrono::Local::now().date_naive();
+        eprintln!("bench web: generating {} cases, {} invoices, {} clients into {} (once; later runs reuse it)", spec.cases, spec.invoices, spec.clients, db.display());
+        Some(crate::gen_desk::generate(&store, spec, day).await?.seconds)
+    } else {
+        None
+    };
+    let count = |sql: &'static str| {
+        let pool = store.pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await }
+    };
+    let (cases, open_cases, invoices) = (count("SELECT COUNT(*) FROM cases").await?, count("SELECT COUNT(*) FROM cases WHERE status <> 'resolved'").await?, count("SELECT COUNT(*) FROM invoices").await?);
+    let user_of = |role: &'static str| {
+        let pool = store.pool.clone();
+        async move { sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE role = $1 ORDER BY id LIMIT 1").bind(role).fetch_optional(&pool).await }
+    };
+    let mut tokens = vec![];
+    for role in ["manager", "accountant", "sales"] {
+        let id = user_of(role).await?.with_context(|| format!("the database has no {role} to sign in as"))?;
+        tokens.push((role, crate::web::session::create(&store, &id, 8).await?));
+    }
+
+    let web = crate::web::WebState::new(store.clone(), policy, cfg.clone()).context("loading the web templates")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::web::serve(listener, web, async move {
+        let _ = stopped.await;
+    }));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let pages: &[(&str, &str)] = &[
+        ("manager", "/cases"),
+        ("manager", "/cases?sort=amount"),
+        ("manager", "/cases?category=price&sort=age"),
+        ("manager", "/cases?status=in_analysis&min_amount=5000"),
+        ("manager", "/cases?page=40"),
+        ("manager", "/cases?client=client%20000123"),
+        ("manager", "/dashboard"),
+        ("accountant", "/approvals"),
+        ("sales", "/my"),
+    ];
+    let mut out = vec![];
+    for (role, path) in pages {
+        let token = &tokens.iter().find(|t| t.0 == *role).expect("signed in").1;
+        let mut times = Vec::with_capacity(requests);
+        let mut bytes = 0;
+        for i in 0..requests + 3 {
+            let req = hyper::Request::get(format!("http://{addr}{path}")).header("cookie", format!("{}={token}", crate::web::session::COOKIE)).body(http_body_util::Empty::new())?;
+            let t = Instant::now();
+            let resp = client.request(req).await.with_context(|| format!("GET {path}"))?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await.with_context(|| format!("reading {path}"))?.to_bytes();
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            anyhow::ensure!(status == hyper::StatusCode::OK, "GET {path} as {role} answered {status}");
+            bytes = body.len();
+            // The first three warm the caches and are not counted.
+            if i >= 3 {
+                times.push(ms);
+            }
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        out.push(PageTiming { path: path.to_string(), role: role.to_string(), requests, median_ms: quantile(&times, 0.5), p95_ms: quantile(&times, 0.95), max_ms: times.last().copied().unwrap_or(0.0), bytes });
+    }
+    let _ = stop.send(());
+    let _ = server.await;
+    store.pool.close().await;
+    Ok(WebBench {
+        database: db.display().to_string(),
+        cases,
+        open_cases,
+        invoices,
+        generate_seconds,
+        database_mib: std::fs::metadata(db).ok().map(|m| m.len() as f64 / 1_048_576.0),
+        pages: out,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(|i| i as f64).collect();
+        assert_eq!(quantile(&v, 0.5), 10.0);
+        assert_eq!(quantile(&v, 0.95), 19.0);
+        assert_eq!(quantile(&v, 1.0), 20.0);
+        assert_eq!(quantile(&[7.0], 0.95), 7.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
 
     #[test]
     fn the_synthetic_company_is_the_same_every_run_and_spread_around_the_day() {

@@ -14,6 +14,7 @@ pub mod einvoice;
 pub mod eval;
 pub mod flow;
 pub mod gen;
+pub mod gen_desk;
 pub mod ledger;
 pub mod llm;
 pub mod mail;

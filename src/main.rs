@@ -266,6 +266,22 @@ enum BenchCmd {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// Latency of the web desk's pages (open-case list, dashboard, approvals, my cases) over HTTP on a large SQLite database, generated once into DB.
+    Web {
+        /// The SQLite file to use; generated when it holds no cases, reused otherwise.
+        #[arg(long, default_value = "target/bench-desk.db")]
+        db: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        cases: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        invoices: usize,
+        /// Default: one client per 20 cases.
+        #[arg(long)]
+        clients: Option<usize>,
+        /// Timed requests per page (after 3 warm-up ones).
+        #[arg(long, default_value_t = 100)]
+        requests: usize,
+    },
     /// The daily reminder pass on a synthetic company of open invoices.
     Remind {
         #[arg(long, default_value_t = 10_000)]
@@ -402,6 +418,26 @@ async fn run(cli: Cli) -> Result<()> {
                     println!("password of {} <{}> changed; their sessions were ended", u.id, u.email);
                 }
             }
+            Ok(())
+        }
+        Cmd::Bench { cmd: BenchCmd::Web { db, cases, invoices, clients, requests } } => {
+            if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let spec = dispute_desk::gen_desk::DeskSpec { cases, invoices, clients: clients.unwrap_or((cases / 20).max(1)) };
+            let b = dispute_desk::bench::web(&cfg, &db, spec, requests.max(1)).await?;
+            if cli.json {
+                return print_json(&b);
+            }
+            println!("bench web: {} cases ({} open), {} invoices in {}{}", b.cases, b.open_cases, b.invoices, b.database, b.database_mib.map(|m| format!(" ({m:.0} MiB)")).unwrap_or_default());
+            if let Some(s) = b.generate_seconds {
+                println!("  generated in        {s:>8.1} s");
+            }
+            println!("  {:<44} {:>10} {:>10} {:>10} {:>9}", "page (role)", "median ms", "p95 ms", "max ms", "bytes");
+            for p in &b.pages {
+                println!("  {:<44} {:>10.1} {:>10.1} {:>10.1} {:>9}", format!("{} ({})", p.path, p.role), p.median_ms, p.p95_ms, p.max_ms, p.bytes);
+            }
+            println!("  peak RSS            {}", b.peak_rss_mib.map(|m| format!("{m:.1} MiB")).unwrap_or_else(|| "-".into()));
             Ok(())
         }
         Cmd::Bench { cmd: BenchCmd::Remind { invoices, clients, date } } => {

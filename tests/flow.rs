@@ -273,18 +273,19 @@ async fn eval_on_the_project_corpora() {
     // issue notes). Floors sit just under what is measured today, so a
     // regression fails; the product target on unseen mail is 0.80.
     let holdout = root().join("tests/fixtures/holdout");
-    // fresh/ holds two companies written last, never tuned on, with implicit
-    // motives on purpose: their floors are what the rules reach on first
-    // contact (0.668 and 0.555), the honest estimate for unseen mail.
+    // fresh/ holds two companies written with implicit motives on purpose:
+    // first contact 0.668 and 0.555; round 4 of general families was then
+    // written from their misses (0.824 and 0.771), so they are tuned on now
+    // and blind/ (below) carries the honest estimate for unseen mail.
     let fresh = root().join("tests/fixtures/fresh");
     for (dir, min_f1) in [
         (mini(), 0.99),
         (root().join("demo"), 0.90),
-        (holdout.join("imprimerie"), 0.92),
+        (holdout.join("imprimerie"), 0.95),
         (holdout.join("logiciel"), 0.90),
         (holdout.join("transport"), 0.90),
-        (fresh.join("traiteur"), 0.64),
-        (fresh.join("proprete"), 0.53),
+        (fresh.join("traiteur"), 0.80),
+        (fresh.join("proprete"), 0.75),
     ] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));

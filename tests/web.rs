@@ -470,28 +470,59 @@ async fn open_cases_filter_sort_and_paginate() {
 }
 
 #[tokio::test]
-async fn a_person_links_an_unlinked_message_by_hand_with_an_audit_event() {
+async fn a_message_linked_by_hand_goes_through_the_flow_again_with_that_link() {
     let app = spawn_app().await;
-    // The demo links everything; make one message wait for a person.
-    let mid = app.scalar("SELECT MIN(id) FROM messages WHERE direction = 'in' AND disposition = 'ignored'").await;
-    sqlx::query("UPDATE messages SET disposition = 'unlinked', client_id = NULL WHERE id = $1").bind(mid).execute(&app.store.pool).await.unwrap();
-    let (client, invoice): (String, String) = sqlx::query_as("SELECT client_id, number FROM invoices ORDER BY number LIMIT 1").fetch_one(&app.store.pool).await.unwrap();
+    // A dispute from an address nobody knows, naming no invoice: the flow
+    // cannot link it, so it waits in the unlinked queue.
+    let inbox = tempfile::tempdir().unwrap();
+    std::fs::write(
+        inbox.path().join("unknown.eml"),
+        "From: Marc Dupont <marc.dupont.achats@gmail.com>\r\nTo: comptabilite@alpes-froid.fr\r\nSubject: Erreur sur votre facture\r\n\
+         Message-ID: <hand-link-1@gmail.com>\r\nDate: Mon, 02 Nov 2026 09:12:00 +0100\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         Bonjour,\r\n\r\nLe prix unitaire factur\u{e9} ne correspond pas au tarif convenu dans notre devis. Merci de nous envoyer un avoir pour la diff\u{e9}rence.\r\n\r\nCordialement,\r\nMarc Dupont\r\n",
+    )
+    .unwrap();
+    let mut p = app::pipeline(&app.state.cfg, app.store.clone(), (*app.state.policy).clone()).await.unwrap();
+    app::ingest_path(&mut p, inbox.path(), false).await.unwrap();
+    let mid = app.scalar("SELECT id FROM messages WHERE message_id = 'hand-link-1@gmail.com'").await;
+    assert_eq!(app.text(&format!("SELECT disposition FROM messages WHERE id = {mid}")).await, "unlinked");
+    let cases_before = app.scalar("SELECT COUNT(*) FROM cases").await;
+
+    let (client, invoice, owner): (String, String, String) = sqlx::query_as("SELECT i.client_id, i.number, c.account_owner FROM invoices i JOIN clients c ON c.id = i.client_id WHERE i.status <> 'paid' AND c.account_owner IS NOT NULL ORDER BY i.number LIMIT 1").fetch_one(&app.store.pool).await.unwrap();
     let other: String = app.text(&format!("SELECT id FROM clients WHERE id <> '{client}' ORDER BY id LIMIT 1")).await;
     let mut acc = app.login(ACCOUNTANT).await;
     let page = acc.get("/messages/unlinked").await.body;
     assert!(page.contains(&format!("id=\"message-{mid}\"")));
     let t = csrf_of(&page);
-    // An invoice of another client is refused.
+    // An invoice of another client is refused, and changes nothing.
     let r = acc.post(&format!("/messages/{mid}/link"), &[("csrf", &t), ("client", &other), ("invoice", &invoice)]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(app.text(&format!("SELECT disposition FROM messages WHERE id = {mid}")).await, "unlinked");
     let r = acc.post(&format!("/messages/{mid}/link"), &[("csrf", &t), ("client", &client), ("invoice", &invoice)]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+    // The flow ran again with the person's link: a price dispute on that
+    // invoice, routed to the client's account owner, with a pending reply.
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM cases").await, cases_before + 1);
+    let case_id = app.scalar(&format!("SELECT case_id FROM messages WHERE id = {mid}")).await;
+    assert_eq!(r.location.as_deref(), Some(format!("/cases/{case_id}?done=linked").as_str()));
+    assert_eq!(app.text(&format!("SELECT disposition FROM messages WHERE id = {mid}")).await, "case");
+    assert_eq!(app.text(&format!("SELECT state FROM messages WHERE id = {mid}")).await, "processed");
+    assert_eq!(app.text(&format!("SELECT link_method FROM messages WHERE id = {mid}")).await, "manual");
     assert_eq!(app.text(&format!("SELECT client_id FROM messages WHERE id = {mid}")).await, client);
-    assert_eq!(app.text(&format!("SELECT disposition FROM messages WHERE id = {mid}")).await, "linked_by_hand");
-    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM message_invoices WHERE message_id = {mid}")).await, 1);
-    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM audit_events WHERE entity = 'message' AND entity_id = '{mid}' AND action = 'linked_by_hand' AND actor = 'user:U1'")).await, 1);
-    // Twice is a conflict, not a second link.
+    assert_eq!(app.text(&format!("SELECT kind || '/' || category || '/' || client_id FROM cases WHERE id = {case_id}")).await, format!("dispute/price/{client}"));
+    assert_eq!(app.text(&format!("SELECT owner_id FROM cases WHERE id = {case_id}")).await, owner);
+    assert_eq!(app.text(&format!("SELECT invoice_number FROM case_invoices WHERE case_id = {case_id}")).await, invoice);
+    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM drafts WHERE message_id = {mid} AND kind = 'reply' AND status = 'pending'")).await, 1);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM outbox").await, 0, "nothing leaves without an approval");
+    // Who linked it, then what the flow did, in the audit trail.
+    let linked = app.scalar(&format!("SELECT id FROM audit_events WHERE entity = 'message' AND entity_id = '{mid}' AND action = 'linked_by_hand' AND actor = 'user:U1'")).await;
+    let opened = app.scalar(&format!("SELECT id FROM audit_events WHERE case_id = {case_id} AND action = 'opened'")).await;
+    assert!(linked < opened);
+    assert!(acc.get(&format!("/cases/{case_id}?done=linked")).await.body.contains(&invoice));
+    // Twice is a conflict, not a second link nor a second pass.
     assert_eq!(acc.post(&format!("/messages/{mid}/link"), &[("csrf", &t), ("client", &client)]).await.status, StatusCode::CONFLICT);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM cases").await, cases_before + 1);
     assert!(!acc.get("/messages/unlinked").await.body.contains(&format!("id=\"message-{mid}\"")));
 }
 
@@ -808,4 +839,82 @@ async fn in_chromium_an_approval_reaches_smtp_the_manager_sees_the_dashboard_and
     assert_eq!(got[0].to, vec![to]);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+/// The dashboard's figures are aggregated by SQL along indexes; here they are
+/// recounted the slow way, from every row, on a generated desk.
+#[tokio::test]
+async fn dashboard_figures_agree_with_a_recount_of_every_row() {
+    use chrono::NaiveDate;
+    use dispute_desk::web::dashboard::{bucket, figures, median, month_starts, MOTIVE_MONTHS};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (store, policy) = app::open(&cfg).await.unwrap();
+    let today = chrono::Local::now().date_naive();
+    dispute_desk::gen_desk::generate(&store, dispute_desk::gen_desk::DeskSpec { cases: 3_000, invoices: 20_000, clients: 120 }, today).await.unwrap();
+    let state = WebState::new(store.clone(), policy, cfg).unwrap();
+    let f = figures(&state, today).await.unwrap();
+    let now = dispute_desk::store::now();
+
+    type CaseRow = (String, String, String, Option<String>, Option<i64>, i64, i64, Option<i64>, i64);
+    let cases: Vec<CaseRow> = sqlx::query_as("SELECT c.kind, c.status, c.category, u.name, c.disputed_cents, c.amount_cents, c.opened_at, c.closed_at, c.first_at FROM cases c LEFT JOIN users u ON u.id = c.owner_id").fetch_all(&store.pool).await.unwrap();
+    let open: Vec<&CaseRow> = cases.iter().filter(|c| c.0 == "dispute" && c.1 != "resolved").collect();
+    assert!(open.len() > 100, "the generated desk has open disputes");
+    assert_eq!(f.open_disputes, open.len() as i64);
+    assert_eq!(f.open_disputed_cents, open.iter().map(|c| c.4.unwrap_or(c.5)).sum::<i64>());
+    let mut by_cat: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut by_owner: HashMap<String, (i64, i64)> = HashMap::new();
+    for c in &open {
+        let e = by_cat.entry(c.2.clone()).or_default();
+        e.0 += 1;
+        e.1 += c.4.unwrap_or(c.5);
+        let e = by_owner.entry(c.3.clone().unwrap_or_else(|| "-".into())).or_default();
+        e.0 += 1;
+        e.1 += c.4.unwrap_or(c.5);
+    }
+    assert_eq!(f.by_category.iter().map(|(c, n, a)| (c.clone(), (*n, *a))).collect::<HashMap<_, _>>(), by_cat);
+    assert_eq!(f.by_owner.iter().map(|(o, n, a)| (o.clone(), (*n, *a))).collect::<HashMap<_, _>>(), by_owner);
+    assert!(f.by_category.windows(2).all(|w| w[0].2 >= w[1].2), "largest amount first");
+
+    let mut spans: Vec<f64> = cases.iter().filter_map(|c| c.7.map(|closed| (closed - c.6) as f64 / 86_400.0)).collect();
+    assert_eq!(f.resolved, spans.len());
+    let mean = spans.iter().sum::<f64>() / spans.len() as f64;
+    assert!((f.resolve_mean_days.unwrap() - mean).abs() < 1e-6, "{:?} vs {mean}", f.resolve_mean_days);
+    assert_eq!(f.resolve_median_days, median(&mut spans));
+
+    let months = month_starts(today, MOTIVE_MONTHS);
+    let mut motives: HashMap<(String, String), i64> = HashMap::new();
+    for c in cases.iter().filter(|c| c.0 == "dispute") {
+        if let Some(m) = months.iter().rev().find(|m| c.8 >= m.0) {
+            *motives.entry((m.1.clone(), c.2.clone())).or_default() += 1;
+        }
+    }
+    assert!(!motives.is_empty());
+    assert_eq!(f.motives.iter().map(|(m, c, n)| ((m.clone(), c.clone()), *n)).collect::<HashMap<_, _>>(), motives);
+
+    let invoices: Vec<(String, String, i64, i64, String)> = sqlx::query_as("SELECT due_date, issue_date, amount_cents, paid_cents, status FROM invoices").fetch_all(&store.pool).await.unwrap();
+    let mut overdue = [0i64; 4];
+    let (mut receivable, mut sales) = (0i64, 0i64);
+    for (due, issue, amount, paid, status) in &invoices {
+        let issue = NaiveDate::parse_from_str(issue, "%Y-%m-%d").unwrap();
+        if issue >= today - chrono::Duration::days(90) && issue <= today {
+            sales += amount;
+        }
+        if status == "paid" || amount <= paid {
+            continue;
+        }
+        receivable += amount - paid;
+        let due = NaiveDate::parse_from_str(due, "%Y-%m-%d").unwrap();
+        if due < today {
+            overdue[bucket((today - due).num_days())] += amount - paid;
+        }
+    }
+    assert!(overdue.iter().all(|o| *o > 0), "every bucket has invoices: {overdue:?}");
+    assert_eq!(f.overdue, overdue);
+    assert!((f.dso_days.unwrap() - receivable as f64 / sales as f64 * 90.0).abs() < 1e-9);
+
+    let drafts: Vec<(i64,)> = sqlx::query_as("SELECT created_at FROM drafts WHERE status = 'pending' AND kind <> 'brief'").fetch_all(&store.pool).await.unwrap();
+    assert_eq!(f.drafts_waiting, drafts.len() as i64);
+    assert_eq!(f.draft_ages.iter().sum::<i64>(), drafts.len() as i64);
+    assert_eq!(f.oldest_draft_days, drafts.iter().map(|d| (now - d.0) / 86_400).max());
 }

@@ -47,6 +47,3 @@ CREATE TABLE job_runs (
 -- `send` command or a row claimed before this migration).
 ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
 
--- Who holds how much open work (the flow's load balancing, the desk's lists):
--- counted from this index rather than by scanning every case.
-CREATE INDEX cases_owner ON cases(owner_id, status);

@@ -53,6 +53,10 @@ pub enum LinkMethod {
     Project,
     Contact,
     Domain,
+    /// An amount the client wrote is the total of one of its invoices.
+    Amount,
+    /// A person linked the message by hand (web desk, unlinked queue).
+    Manual,
     None,
 }
 
@@ -65,6 +69,8 @@ impl LinkMethod {
             LinkMethod::Project => "project",
             LinkMethod::Contact => "contact",
             LinkMethod::Domain => "domain",
+            LinkMethod::Amount => "amount",
+            LinkMethod::Manual => "manual",
             LinkMethod::None => "none",
         }
     }
@@ -254,6 +260,23 @@ fn glued_key_of(s: &str) -> Option<Vec<Tok>> {
     glued.then_some(out)
 }
 
+/// Same key with each run of letter groups written as one (`HN-F-000433`
+/// also answers to `HNF000433`, as payment advices print it).
+fn letters_glued_key_of(s: &str) -> Option<Vec<Tok>> {
+    let mut out: Vec<Tok> = Vec::new();
+    let mut glued = false;
+    for t in tokenize(s).toks {
+        match (&t.norm, out.last_mut()) {
+            (Tok::A(a), Some(Tok::A(prev))) => {
+                prev.push_str(a);
+                glued = true;
+            }
+            _ => out.push(t.norm),
+        }
+    }
+    glued.then_some(out)
+}
+
 fn digit_count(toks: &[TextTok]) -> usize {
     toks.iter().filter(|t| t.is_digit()).map(|t| t.raw.len()).sum()
 }
@@ -360,6 +383,9 @@ impl Index {
         for (i, inv) in invoices.iter().enumerate() {
             let key = key_of(inv.number.as_str());
             if let Some(g) = glued_key_of(inv.number.as_str()) {
+                ix.full.insert(g, i);
+            }
+            if let Some(g) = letters_glued_key_of(inv.number.as_str()) {
                 ix.full.insert(g, i);
             }
             let lead = key.iter().take_while(|t| matches!(t, Tok::A(_))).count();
@@ -610,9 +636,42 @@ fn context_ok(t: &Tokens, c: &Cand, covered: &[bool], src: Src, kind: RefKind) -
     let v = walk_back(t, c.start, covered, accept, &reject);
     match (src, c.tier) {
         (Src::Attachment, Tier::Full) => v != Verdict::Reject,
-        (_, Tier::Short) => v == Verdict::Accept,
+        // A short form needs its invoice word: right before it, or earlier
+        // in the same sentence when the number is marked as a reference
+        // (`n° 0987`, `(1031)`): "la facture d'acompte de juillet (n° 0987)".
+        (_, Tier::Short) => {
+            v == Verdict::Accept
+                || ((v == Verdict::Generic || parenthesised(t, c)) && digit_count(&t.toks[c.start..c.end]) >= 3 && invoice_word_in_sentence(t, c.start, accept, &reject))
+        }
         _ => matches!(v, Verdict::Accept | Verdict::Generic),
     }
+}
+
+/// The candidate is written alone in parentheses: `(1031)`.
+fn parenthesised(t: &Tokens, c: &Cand) -> bool {
+    t.toks[c.start].sep.trim_end().ends_with('(') && t.sep_after(c.end).trim_start().starts_with(')')
+}
+
+/// An invoice word among the 16 tokens before `start`, in the same sentence,
+/// with no word for another kind of reference in between.
+fn invoice_word_in_sentence(t: &Tokens, start: usize, accept: &[&str], reject: &[&[&str]]) -> bool {
+    let mut k = start;
+    for _ in 0..16 {
+        let sep = &t.toks[k].sep;
+        if k == 0 || sep.contains(['.', '!', '?', ';', ':']) || sep.matches('\n').count() >= 1 {
+            return false;
+        }
+        k -= 1;
+        if let Some(w) = t.toks[k].word() {
+            if is_in(accept, w) {
+                return true;
+            }
+            if reject.iter().any(|l| is_in(l, w)) {
+                return false;
+            }
+        }
+    }
+    false
 }
 
 #[derive(Debug, Clone)]
@@ -830,6 +889,25 @@ fn by_amount(ids: &[usize], dir: &Directory, text: &str) -> Option<usize> {
     (hits.len() == 1).then(|| hits[0])
 }
 
+/// The one invoice of `client` whose total the text writes as an amount with
+/// its currency (`4 380 €`, `EUR 4,380.00`, `4380,00 euros TTC`), if exactly
+/// one; amounts under 50 are ignored (counts, unit prices).
+fn by_written_amount(client: &str, dir: &Directory, text: &str) -> Option<usize> {
+    static AMOUNT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = AMOUNT.get_or_init(|| {
+        regex::Regex::new(r"(?i)(?:(?:€|eur|euros?)\s?(?P<a>\d{1,3}(?:[ \u{a0}\u{202f}.,]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?))|(?:(?P<b>\d{1,3}(?:[ \u{a0}\u{202f}.,]\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)\s?(?:(?:ht|ttc)\s?)?(?:€|eur\b|euros?\b))")
+            .expect("written amount pattern")
+    });
+    let amounts: BTreeSet<Money> = re
+        .captures_iter(text)
+        .filter_map(|c| c.name("a").or_else(|| c.name("b")))
+        .filter_map(|m| Money::parse(m.as_str()).ok())
+        .filter(|m| m.cents() >= 5_000)
+        .collect();
+    let hits: Vec<usize> = dir.invoices.iter().enumerate().filter(|(_, i)| i.client_id == client && amounts.contains(&i.amount)).map(|(k, _)| k).collect();
+    (hits.len() == 1).then(|| hits[0])
+}
+
 /// True when the sender writes of several invoices (`factures`, `both`).
 fn speaks_of_several(text: &str) -> bool {
     const PLURAL: &[&str] = &[
@@ -994,7 +1072,16 @@ pub fn link(msg: &Message, dir: &Directory, thread: &[ThreadHit]) -> Link {
         }
     }
 
-    // 4. The client alone: thread, contact, domain.
+    // 4. The client alone: thread, contact, domain; and, when the client
+    // writes an amount with its currency that is the total of exactly one
+    // of its invoices, that invoice ("la facture du pare-feu fait 4 380 €").
+    let known = thread_client.clone().or_else(|| sc.map(str::to_string));
+    if let Some(client) = &known {
+        if let Some(i) = by_written_amount(client, dir, &format!("{}\n{}", msg.subject, msg.new_text)) {
+            notes.push("an amount written by the client is the total of one of its invoices".into());
+            return done(Some(client.clone()), &[i], LinkMethod::Amount, 0.6, notes);
+        }
+    }
     if let Some(client) = thread_client {
         notes.push("answers a stored message of this client".into());
         return done(Some(client), &[], LinkMethod::Thread, 0.7, notes);
@@ -1183,6 +1270,42 @@ mod tests {
             // Without the letters: specific enough to stand alone.
             ("x@unknown.org", "", "facture 2025-00934", &["FA-2025-00934"]),
         ]);
+    }
+
+    #[test]
+    fn short_forms_marked_as_references_in_an_invoice_sentence() {
+        check(&[
+            ("compta@acme.fr", "", "la facture d'acompte de juillet pour la résidence (n° 0934 si je lis bien)", &["FA-2025-00934"]),
+            ("compta@acme.fr", "", "une copie de la facture du 3e trimestre (934) svp", &["FA-2025-00934"]),
+            ("compta@acme.fr", "", "une copie de la facture du 3e trimestre (934) et de celle de la tonte supplémentaire de septembre (123)", &["FA-2025-00934", "FA-2026-00123"]),
+            // No invoice word in the sentence, or another kind of reference.
+            ("compta@acme.fr", "", "merci. le site (n° 934) est fermé", &[]),
+            ("compta@acme.fr", "", "la facture est partie. le lot (934) aussi", &[]),
+            ("compta@acme.fr", "", "la facture du bon de livraison (934)", &[]),
+        ]);
+    }
+
+    #[test]
+    fn letters_written_together_are_the_same_number() {
+        let mut d = dir();
+        d.invoices.push(inv("HN-F-000433", "C1", None, None, 156_000));
+        let l = link(&msg("ap@other-corp.com", "Avis de paiement", "Votre référence HNF000433 : 1 560,00"), &d, &[]);
+        assert_eq!(nums(&l), ["HN-F-000433"]);
+    }
+
+    #[test]
+    fn an_amount_with_its_currency_names_one_invoice_of_a_known_client() {
+        let d = dir();
+        let c1: Vec<&InvoiceRef> = d.invoices.iter().filter(|i| i.client_id == "C1").collect();
+        let one = c1.iter().find(|i| c1.iter().filter(|j| j.amount == i.amount).count() == 1).expect("an invoice with a unique total");
+        let written = format!("{} €", one.amount.to_string().replace('.', ","));
+        let l = link(&msg("compta@acme.fr", "pare-feu", &format!("La facture fait {written}, je ne retrouve pas ce montant.")), &d, &[]);
+        assert_eq!(nums(&l), [one.number.as_str()]);
+        assert_eq!(l.method, LinkMethod::Amount);
+        // The same number without a currency, or from an unknown sender, links nothing.
+        let bare = one.amount.to_string().replace('.', ",");
+        assert!(link(&msg("compta@acme.fr", "x", &format!("nous avons compté {bare} pièces")), &d, &[]).invoices.is_empty());
+        assert!(link(&msg("x@unknown.org", "x", &format!("La facture fait {written}")), &d, &[]).invoices.is_empty());
     }
 
     #[test]

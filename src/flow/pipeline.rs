@@ -164,7 +164,7 @@ impl Pipeline {
             if acc.direction == "out" {
                 self.process_outbound(acc.id, &msg).await
             } else {
-                self.process_inbound(acc.id, &msg).await
+                self.process_inbound(acc.id, &msg, acc.hand_linked_client.as_deref()).await
             }
         }
         .instrument(span)
@@ -230,10 +230,20 @@ impl Pipeline {
         Ok(())
     }
 
-    async fn process_inbound(&mut self, id: i64, msg: &Message) -> Result<Option<Outcome>> {
+    async fn process_inbound(&mut self, id: i64, msg: &Message, hand_linked: Option<&str>) -> Result<Option<Outcome>> {
         let hits = self.store.thread_hits(&Self::thread_ids(msg)).await?;
         let thread: Vec<_> = hits.iter().map(|h| h.0.clone()).collect();
-        let l = link::link(msg, &self.dir, &thread);
+        let l = match hand_linked {
+            // A person's link replaces the automatic one.
+            Some(client) => Link {
+                client_id: Some(client.to_string()),
+                invoices: self.store.hand_linked_invoices(id, client).await?.iter().filter_map(|n| InvoiceNumber::parse(n).ok()).collect(),
+                method: LinkMethod::Manual,
+                confidence: 1.0,
+                notes: vec!["linked by hand".into()],
+            },
+            None => link::link(msg, &self.dir, &thread),
+        };
         let today = msg.date.map(|d| d.date_naive()).unwrap_or_else(|| Utc::now().date_naive());
         let client = l.client_id.as_ref().and_then(|c| self.clients.get(c)).cloned();
         let cls = self
@@ -445,6 +455,9 @@ impl Pipeline {
         }
         if let Some(cid) = case_id {
             sqlx::query("UPDATE messages SET case_id = $1 WHERE id = $2").bind(cid).bind(id).execute(&mut **tx).await?;
+            if let Some(at) = msg.date.map(|d| d.timestamp()) {
+                store.client_wrote(tx, cid, at).await?;
+            }
         }
 
         // Promises, payment notices, tasks.

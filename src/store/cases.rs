@@ -152,6 +152,8 @@ pub(crate) fn draft_from_row(r: &sqlx::any::AnyRow) -> Result<DraftRow> {
     })
 }
 
+const DRAFT_COLS: &str = "id, case_id, message_id, kind, language, to_addr, subject, body, status, template, created_at, decided_by, decided_at, reason";
+
 const CASE_SELECT: &str = "SELECT c.id, c.kind, c.client_id, cl.name AS client_name, c.category, c.status, c.owner_id, c.priority, c.priority_reason, \
      c.amount_cents, c.disputed_cents, c.language, c.opened_at, c.updated_at, c.deadline, c.escalated_at FROM cases c JOIN clients cl ON cl.id = c.client_id";
 
@@ -220,8 +222,8 @@ impl Store {
     pub async fn insert_case(&self, tx: &mut Tx, c: &NewCase<'_>, invoices: &[InvoiceNumber], actor: &str) -> Result<i64> {
         let t = now();
         let id: i64 = sqlx::query(
-            "INSERT INTO cases (kind, client_id, category, status, owner_id, priority, priority_reason, amount_cents, disputed_cents, language, opened_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+            "INSERT INTO cases (kind, client_id, category, status, owner_id, priority, priority_reason, amount_cents, disputed_cents, language, opened_at, updated_at, first_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11) RETURNING id",
         )
         .bind(c.kind.as_str())
         .bind(c.client_id)
@@ -350,20 +352,88 @@ impl Store {
     }
 
     pub async fn cases(&self, status: Option<&str>, owner: Option<&str>) -> Result<Vec<CaseRow>> {
+        let (w, vals) = super::where_eq(&[("c.status", status.map(super::Val::S)), ("c.owner_id", owner.map(super::Val::S))]);
+        let sql = format!("{CASE_SELECT}{w} ORDER BY CASE WHEN c.escalated_at IS NOT NULL AND c.status <> 'resolved' THEN 0 ELSE 1 END, c.priority DESC, c.id");
+        let rows = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
+        let mut out = rows.iter().map(case_from_row).collect::<Result<Vec<_>>>()?;
+        self.attach_invoices(&mut out).await?;
+        Ok(out)
+    }
+
+    /// The open cases of `owner`, escalated first, then by priority.
+    pub async fn open_cases_of_owner(&self, owner: &str) -> Result<Vec<CaseRow>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{CASE_SELECT} WHERE ($1 IS NULL OR c.status = $1) AND ($2 IS NULL OR c.owner_id = $2) ORDER BY CASE WHEN c.escalated_at IS NOT NULL AND c.status <> 'resolved' THEN 0 ELSE 1 END, c.priority DESC, c.id"
+            "{CASE_SELECT} WHERE c.owner_id = $1 AND c.status <> 'resolved' ORDER BY CASE WHEN c.escalated_at IS NOT NULL THEN 0 ELSE 1 END, c.priority DESC, c.id"
         )))
-        .bind(status)
         .bind(owner)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let mut c = case_from_row(r)?;
-            c.invoices = self.case_invoices(c.id).await?;
-            out.push(c);
+        let mut out = rows.iter().map(case_from_row).collect::<Result<Vec<_>>>()?;
+        self.attach_invoices(&mut out).await?;
+        Ok(out)
+    }
+
+    /// Fills `invoices` of every case, a query per 500 cases.
+    async fn attach_invoices(&self, cases: &mut [CaseRow]) -> Result<()> {
+        for chunk in cases.chunks_mut(500) {
+            let list = chunk.iter().map(|c| c.id.to_string()).collect::<Vec<_>>().join(",");
+            let mut by_id: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+            for r in sqlx::query(sqlx::AssertSqlSafe(format!("SELECT case_id, invoice_number FROM case_invoices WHERE case_id IN ({list}) ORDER BY invoice_number"))).fetch_all(&self.pool).await? {
+                by_id.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
+            }
+            for c in chunk.iter_mut() {
+                c.invoices = by_id.remove(&c.id).unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest call brief of each of these cases, a query per 500 cases.
+    pub async fn latest_briefs(&self, case_ids: &[i64]) -> Result<std::collections::HashMap<i64, String>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in case_ids.chunks(500) {
+            let list = chunk.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+            for r in sqlx::query(sqlx::AssertSqlSafe(format!("SELECT case_id, body FROM drafts WHERE kind = 'brief' AND case_id IN ({list}) ORDER BY id"))).fetch_all(&self.pool).await? {
+                out.insert(r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?);
+            }
         }
         Ok(out)
+    }
+
+    /// The open tasks of each of these cases ("kind: note"), oldest first.
+    pub async fn open_task_notes(&self, case_ids: &[i64]) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+        let mut out: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+        for chunk in case_ids.chunks(500) {
+            let list = chunk.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+            for r in sqlx::query(sqlx::AssertSqlSafe(format!("SELECT case_id, kind, note FROM tasks WHERE status = 'open' AND case_id IN ({list}) ORDER BY id"))).fetch_all(&self.pool).await? {
+                out.entry(r.try_get(0)?).or_default().push(format!("{}: {}", r.try_get::<String, _>(1)?, r.try_get::<String, _>(2)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The cases with these ids, in the order given (ids that do not exist
+    /// are left out), with their invoices: two queries for a whole page.
+    pub async fn cases_by_ids(&self, ids: &[i64]) -> Result<Vec<CaseRow>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let list = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let mut by_id: std::collections::HashMap<i64, CaseRow> = std::collections::HashMap::with_capacity(ids.len());
+        for r in sqlx::query(sqlx::AssertSqlSafe(format!("{CASE_SELECT} WHERE c.id IN ({list})"))).fetch_all(&self.pool).await? {
+            let c = case_from_row(&r)?;
+            by_id.insert(c.id, c);
+        }
+        let mut out: Vec<CaseRow> = ids.iter().filter_map(|i| by_id.remove(i)).collect();
+        self.attach_invoices(&mut out).await?;
+        Ok(out)
+    }
+
+    /// Records that the client wrote about case `id` at `at` (a message date):
+    /// the case's `first_at` is the earliest such date.
+    pub async fn client_wrote(&self, tx: &mut Tx, id: i64, at: i64) -> Result<()> {
+        sqlx::query("UPDATE cases SET first_at = CASE WHEN first_at IS NULL OR $2 < first_at THEN $2 ELSE first_at END WHERE id = $1").bind(id).bind(at).execute(&mut **tx).await?;
+        Ok(())
     }
 
     pub async fn case(&self, id: i64) -> Result<CaseRow> {
@@ -385,15 +455,9 @@ impl Store {
     }
 
     pub async fn tasks(&self, case_id: Option<i64>, owner: Option<&str>, status: Option<&str>) -> Result<Vec<TaskRow>> {
-        let rows = sqlx::query(
-            "SELECT id, case_id, invoice_number, message_id, kind, owner_id, status, note, due_date, created_at FROM tasks \
-             WHERE ($1 IS NULL OR case_id = $1) AND ($2 IS NULL OR owner_id = $2) AND ($3 IS NULL OR status = $3) ORDER BY id",
-        )
-        .bind(case_id)
-        .bind(owner)
-        .bind(status)
-        .fetch_all(&self.pool)
-        .await?;
+        let (w, vals) = super::where_eq(&[("case_id", case_id.map(super::Val::I)), ("owner_id", owner.map(super::Val::S)), ("status", status.map(super::Val::S))]);
+        let sql = format!("SELECT id, case_id, invoice_number, message_id, kind, owner_id, status, note, due_date, created_at FROM tasks{w} ORDER BY id");
+        let rows = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(TaskRow {
@@ -413,19 +477,25 @@ impl Store {
     }
 
     pub async fn drafts(&self, status: Option<&str>, case_id: Option<i64>) -> Result<Vec<DraftRow>> {
-        let rows = sqlx::query(
-            "SELECT id, case_id, message_id, kind, language, to_addr, subject, body, status, template, created_at, decided_by, decided_at, reason FROM drafts \
-             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR case_id = $2) ORDER BY id",
-        )
-        .bind(status)
-        .bind(case_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let (w, vals) = super::where_eq(&[("status", status.map(super::Val::S)), ("case_id", case_id.map(super::Val::I))]);
+        let sql = format!("SELECT {DRAFT_COLS} FROM drafts{w} ORDER BY id");
+        let rows = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
+        rows.iter().map(draft_from_row).collect()
+    }
+
+    /// How many drafts to clients wait for approval.
+    pub async fn pending_drafts_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM drafts WHERE status = 'pending' AND kind <> 'brief'").fetch_one(&self.pool).await?)
+    }
+
+    /// One page of the approval queue: pending drafts to clients, oldest first.
+    pub async fn pending_drafts_page(&self, limit: i64, offset: i64) -> Result<Vec<DraftRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DRAFT_COLS} FROM drafts WHERE status = 'pending' AND kind <> 'brief' ORDER BY id LIMIT $1 OFFSET $2"))).bind(limit).bind(offset).fetch_all(&self.pool).await?;
         rows.iter().map(draft_from_row).collect()
     }
 
     pub async fn draft(&self, id: i64) -> Result<DraftRow> {
-        let r = sqlx::query("SELECT id, case_id, message_id, kind, language, to_addr, subject, body, status, template, created_at, decided_by, decided_at, reason FROM drafts WHERE id = $1")
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {DRAFT_COLS} FROM drafts WHERE id = $1")))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?

@@ -34,6 +34,20 @@ pub struct Accepted {
     pub direction: String,
     pub raw: Vec<u8>,
     pub attempts: i64,
+    /// The client a person linked this message to by hand (it goes through
+    /// the flow again with that link instead of the automatic one).
+    pub hand_linked_client: Option<String>,
+}
+
+fn accepted_from_row(r: &sqlx::any::AnyRow) -> Result<Accepted> {
+    let manual = r.try_get::<Option<String>, _>("link_method")?.as_deref() == Some("manual");
+    Ok(Accepted {
+        id: r.try_get("id")?,
+        direction: r.try_get("direction")?,
+        raw: r.try_get("raw")?,
+        attempts: r.try_get("attempts")?,
+        hand_linked_client: if manual { r.try_get("client_id")? } else { None },
+    })
 }
 
 /// A summary row for lists.
@@ -112,10 +126,24 @@ impl Store {
 
     /// Messages stored but not yet through the flow, oldest first.
     pub async fn accepted(&self, limit: i64) -> Result<Vec<Accepted>> {
-        let rows = sqlx::query("SELECT id, direction, raw, attempts FROM messages WHERE state = 'accepted' ORDER BY id LIMIT $1").bind(limit).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| Ok(Accepted { id: r.try_get("id")?, direction: r.try_get("direction")?, raw: r.try_get("raw")?, attempts: r.try_get("attempts")? }))
-            .collect()
+        let rows = sqlx::query("SELECT id, direction, raw, attempts, link_method, client_id FROM messages WHERE state = 'accepted' ORDER BY id LIMIT $1").bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(accepted_from_row).collect()
+    }
+
+    /// Message `id` if it waits to be processed.
+    pub async fn accepted_one(&self, id: i64) -> Result<Option<Accepted>> {
+        let r = sqlx::query("SELECT id, direction, raw, attempts, link_method, client_id FROM messages WHERE state = 'accepted' AND id = $1").bind(id).fetch_optional(&self.pool).await?;
+        r.as_ref().map(accepted_from_row).transpose()
+    }
+
+    /// The invoices a person named when linking message `id` by hand (those
+    /// of `client_id` among the message's invoices).
+    pub async fn hand_linked_invoices(&self, id: i64, client_id: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT mi.invoice_number FROM message_invoices mi JOIN invoices i ON i.number = mi.invoice_number WHERE mi.message_id = $1 AND i.client_id = $2 ORDER BY mi.invoice_number")
+            .bind(id)
+            .bind(client_id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Records a failed processing attempt; after `max_attempts` the message
@@ -169,19 +197,13 @@ impl Store {
 
     /// Messages filtered by disposition (`unlinked`, `ignored`…) or state.
     pub async fn messages_where(&self, disposition: Option<&str>, state: Option<&str>, case_id: Option<i64>) -> Result<Vec<MessageRow>> {
-        let rows = sqlx::query(concat!("SELECT ", msg_cols!(), " FROM messages WHERE ($1 IS NULL OR disposition = $1) AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR case_id = $3) ORDER BY id"))
-            .bind(disposition)
-            .bind(state)
-            .bind(case_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let (w, vals) = super::where_eq(&[("disposition", disposition.map(super::Val::S)), ("state", state.map(super::Val::S)), ("case_id", case_id.map(super::Val::I))]);
+        let sql = format!(concat!("SELECT ", msg_cols!(), " FROM messages{} ORDER BY id"), w);
+        let rows = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
         // The invoices of all these messages in one query, not one per row.
-        let links = sqlx::query("SELECT mi.message_id, mi.invoice_number FROM message_invoices mi JOIN messages m ON m.id = mi.message_id WHERE ($1 IS NULL OR m.disposition = $1) AND ($2 IS NULL OR m.state = $2) AND ($3 IS NULL OR m.case_id = $3) ORDER BY mi.invoice_number")
-            .bind(disposition)
-            .bind(state)
-            .bind(case_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let (w, vals) = super::where_eq(&[("m.disposition", disposition.map(super::Val::S)), ("m.state", state.map(super::Val::S)), ("m.case_id", case_id.map(super::Val::I))]);
+        let sql = format!("SELECT mi.message_id, mi.invoice_number FROM message_invoices mi JOIN messages m ON m.id = mi.message_id{w} ORDER BY mi.invoice_number");
+        let links = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
         let mut invoices: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
         for l in &links {
             invoices.entry(l.try_get("message_id")?).or_default().push(l.try_get("invoice_number")?);
@@ -248,7 +270,10 @@ impl Store {
             }
         }
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE messages SET client_id = $2, link_method = 'manual', link_confidence = 1.0, disposition = 'linked_by_hand', owner_id = $3 WHERE id = $1 AND disposition = 'unlinked'")
+        // Back to `accepted` with the person's link: the flow runs again on
+        // it (classify, decide, draft) with that link, once, and the
+        // audit event below says who linked it.
+        sqlx::query("UPDATE messages SET client_id = $2, link_method = 'manual', link_confidence = 1.0, disposition = 'linked_by_hand', owner_id = $3, state = 'accepted', attempts = 0, last_error = NULL WHERE id = $1 AND disposition = 'unlinked'")
             .bind(message_id)
             .bind(client_id)
             .bind(user_id)

@@ -147,6 +147,40 @@ pub fn redact(url: &str) -> String {
 }
 
 /// Current time as epoch seconds.
+/// A value of an equality filter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Val<'a> {
+    S(&'a str),
+    I(i64),
+}
+
+/// " WHERE a = $1 AND b = $2" over the filters that are set (`None` is "any"),
+/// with the values to bind in order. A `($1 IS NULL OR a = $1)` term instead
+/// makes SQLite scan the whole table; this keeps each filter on its index.
+/// Column names come from the code, never from input.
+pub(crate) fn where_eq<'a>(filters: &[(&'static str, Option<Val<'a>>)]) -> (String, Vec<Val<'a>>) {
+    let mut terms = vec![];
+    let mut vals = vec![];
+    for (col, v) in filters {
+        if let Some(v) = v {
+            vals.push(*v);
+            terms.push(format!("{col} = ${}", vals.len()));
+        }
+    }
+    (if terms.is_empty() { String::new() } else { format!(" WHERE {}", terms.join(" AND ")) }, vals)
+}
+
+/// `q` with `vals` bound in order.
+pub(crate) fn bind_all<'q>(mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>, vals: &[Val<'q>]) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    for v in vals {
+        q = match *v {
+            Val::S(s) => q.bind(s),
+            Val::I(i) => q.bind(i),
+        };
+    }
+    q
+}
+
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -154,6 +188,15 @@ pub fn now() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn where_eq_keeps_only_set_filters() {
+        use super::{where_eq, Val};
+        let (w, v) = where_eq(&[("a", None), ("b", Some(Val::S("x"))), ("c", Some(Val::I(3)))]);
+        assert_eq!(w, " WHERE b = $1 AND c = $2");
+        assert_eq!(v.len(), 2);
+        assert_eq!(where_eq(&[("a", None)]).0, "");
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");

@@ -126,12 +126,12 @@ async fn card(state: &WebState, s: &Session, d: DraftRow) -> Result<Card, Error>
 #[tracing::instrument(skip_all, fields(user = %s.user.id))]
 async fn queue(State(state): State<WebState>, s: Session, Query(q): Query<QueueQuery>) -> Result<Response, Error> {
     may_approve(&state, &s)?;
-    let pending: Vec<DraftRow> = state.store.drafts(Some("pending"), None).await?.into_iter().filter(|d| d.kind != "brief").collect();
-    let total = pending.len();
+    let total = state.store.pending_drafts_count().await? as usize;
     let pages = total.div_ceil(PER_PAGE).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages);
+    let pending = state.store.pending_drafts_page(PER_PAGE as i64, ((page - 1) * PER_PAGE) as i64).await?;
     let mut cards = vec![];
-    for d in pending.into_iter().skip((page - 1) * PER_PAGE).take(PER_PAGE) {
+    for d in pending {
         cards.push(card(&state, &s, d).await?);
     }
     let mut ctx = tera::Context::new();

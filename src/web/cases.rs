@@ -94,12 +94,16 @@ async fn names(state: &WebState) -> Result<std::collections::HashMap<String, Str
 #[tracing::instrument(skip_all, fields(user = %s.user.id))]
 async fn my_cases(State(state): State<WebState>, s: Session) -> Result<Response, Error> {
     let names = names(&state).await?;
-    let mut lines = vec![];
-    // Already ordered: escalated first, then by priority.
-    for c in state.store.cases(None, Some(&s.user.id)).await?.into_iter().filter(|c| c.status != "resolved") {
-        let mut l = line(&c, &s, &names);
-        l.brief = state.store.drafts(None, Some(c.id)).await?.into_iter().filter(|d| d.kind == "brief").last().map(|d| d.body);
-        l.tasks = state.store.tasks(Some(c.id), None, Some("open")).await?.into_iter().map(|t| format!("{}: {}", t.kind, t.note)).collect();
+    // Already ordered: escalated first, then by priority. Briefs and tasks
+    // come in one query each for all the cases.
+    let cases = state.store.open_cases_of_owner(&s.user.id).await?;
+    let ids: Vec<i64> = cases.iter().map(|c| c.id).collect();
+    let (mut briefs, mut tasks) = (state.store.latest_briefs(&ids).await?, state.store.open_task_notes(&ids).await?);
+    let mut lines = Vec::with_capacity(cases.len());
+    for c in &cases {
+        let mut l = line(c, &s, &names);
+        l.brief = briefs.remove(&c.id);
+        l.tasks = tasks.remove(&c.id).unwrap_or_default();
         lines.push(l);
     }
     let mut ctx = tera::Context::new();
@@ -144,7 +148,7 @@ fn cents(field: &str, v: &str) -> Result<Option<i64>, Error> {
 
 /// The WHERE clause and its values for `f` (only whitelisted columns, values
 /// always bound).
-fn where_clause(f: &Filters) -> Result<(String, Vec<Bind>), Error> {
+fn where_clause(f: &Filters, client_ids: Option<&[String]>) -> Result<(String, Vec<Bind>), Error> {
     let mut w = vec![];
     let mut b = vec![];
     let p = |w: &mut Vec<String>, sql: &str, v: Bind, b: &mut Vec<Bind>| {
@@ -167,10 +171,21 @@ fn where_clause(f: &Filters) -> Result<(String, Vec<Bind>), Error> {
         "none" => w.push("c.owner_id IS NULL".into()),
         o => p(&mut w, "c.owner_id = ?", Bind::S(o.into()), &mut b),
     }
-    if !f.client.trim().is_empty() {
-        b.push(Bind::S(format!("%{}%", f.client.trim().to_lowercase())));
-        b.push(Bind::S(f.client.trim().to_string()));
-        w.push(format!("(LOWER(cl.name) LIKE ${} OR c.client_id = ${})", b.len() - 1, b.len()));
+    match client_ids {
+        // The matching clients, found first: the cases of each come along
+        // the (client_id, status) index.
+        Some([]) => w.push("1 = 0".into()),
+        Some(ids) => {
+            let first = b.len() + 1;
+            b.extend(ids.iter().map(|i| Bind::S(i.clone())));
+            w.push(format!("c.client_id IN ({})", (first..=b.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")));
+        }
+        None if !f.client.trim().is_empty() => {
+            b.push(Bind::S(client_pattern(&f.client)));
+            b.push(Bind::S(f.client.trim().to_string()));
+            w.push(format!("(LOWER(cl.name) LIKE ${} OR c.client_id = ${})", b.len() - 1, b.len()));
+        }
+        None => {}
     }
     if !f.min_age.trim().is_empty() {
         let d: i64 = f.min_age.trim().parse().map_err(|_| Error::BadRequest(format!("min_age: expected a number of days, got {:?}", f.min_age)))?;
@@ -185,6 +200,11 @@ fn where_clause(f: &Filters) -> Result<(String, Vec<Bind>), Error> {
     Ok((if w.is_empty() { String::new() } else { format!(" WHERE {}", w.join(" AND ")) }, b))
 }
 
+/// The LIKE pattern of a client filter (lowercase substring).
+fn client_pattern(q: &str) -> String {
+    format!("%{}%", q.trim().to_lowercase())
+}
+
 fn order_by(sort: &str) -> &'static str {
     match sort {
         "amount" => "c.amount_cents DESC, c.id",
@@ -196,32 +216,47 @@ fn order_by(sort: &str) -> &'static str {
     }
 }
 
-/// One page of cases matching `f`, and how many match in all.
+/// One page of cases matching `f`, and how many match in all: a count, a
+/// page of ids walked along the sort's index (migrations/*/0007_desk.sql),
+/// then the page's rows and invoices in two queries. The clients table is
+/// joined only when the filter or the sort needs it.
 pub async fn search(state: &WebState, f: &Filters) -> Result<(Vec<CaseRow>, i64), Error> {
-    let (wh, binds) = where_clause(f)?;
-    let mut cq = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM cases c JOIN clients cl ON cl.id = c.client_id{wh}")));
-    for v in &binds {
-        cq = match v {
-            Bind::S(s) => cq.bind(s.clone()),
-            Bind::I(i) => cq.bind(*i),
-        };
-    }
-    let total = cq.fetch_one(&state.store.pool).await.map_err(StoreError::from)?;
+    // A client filter matches names (substring) or an id; up to this many
+    // matching clients go into an IN list, more fall back to a join.
+    const MAX_CLIENTS: i64 = 500;
+    let client_ids: Option<Vec<String>> = if f.client.trim().is_empty() {
+        None
+    } else {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM clients WHERE LOWER(name) LIKE $1 OR id = $2 ORDER BY id LIMIT $3")
+            .bind(client_pattern(&f.client))
+            .bind(f.client.trim())
+            .bind(MAX_CLIENTS + 1)
+            .fetch_all(&state.store.pool)
+            .await
+            .map_err(StoreError::from)?;
+        (ids.len() as i64 <= MAX_CLIENTS).then_some(ids)
+    };
+    let (wh, binds) = where_clause(f, client_ids.as_deref())?;
+    let bind_all = |sql: String| {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for v in &binds {
+            q = match v {
+                Bind::S(s) => q.bind(s.clone()),
+                Bind::I(i) => q.bind(*i),
+            };
+        }
+        q
+    };
+    let needs_client = !f.client.trim().is_empty() && client_ids.is_none();
+    let join = |needed: bool| if needed { " JOIN clients cl ON cl.id = c.client_id" } else { "" };
+    let total: i64 = bind_all(format!("SELECT COUNT(*) FROM cases c{}{wh}", join(needs_client))).fetch_one(&state.store.pool).await.map_err(StoreError::from)?.try_get(0).map_err(StoreError::from)?;
     let page = f.page.unwrap_or(1).max(1);
-    let sql = format!("SELECT c.id FROM cases c JOIN clients cl ON cl.id = c.client_id{wh} ORDER BY {} LIMIT {PER_PAGE} OFFSET {}", order_by(&f.sort), (page - 1) * PER_PAGE);
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for v in &binds {
-        q = match v {
-            Bind::S(s) => q.bind(s.clone()),
-            Bind::I(i) => q.bind(*i),
-        };
+    let sql = format!("SELECT c.id FROM cases c{}{wh} ORDER BY {} LIMIT {PER_PAGE} OFFSET {}", join(needs_client || f.sort == "client"), order_by(&f.sort), (page - 1) * PER_PAGE);
+    let mut ids = vec![];
+    for r in bind_all(sql).fetch_all(&state.store.pool).await.map_err(StoreError::from)? {
+        ids.push(r.try_get::<i64, _>(0).map_err(StoreError::from)?);
     }
-    let mut out = vec![];
-    for r in q.fetch_all(&state.store.pool).await.map_err(StoreError::from)? {
-        let id: i64 = r.try_get(0).map_err(StoreError::from)?;
-        out.push(state.store.case(id).await?);
-    }
-    Ok((out, total))
+    Ok((state.store.cases_by_ids(&ids).await?, total))
 }
 
 #[tracing::instrument(skip_all, fields(user = %s.user.id))]
@@ -342,7 +377,11 @@ async fn show(State(state): State<WebState>, s: Session, Path(id): Path<i64>, Qu
     let mut users: Vec<(String, String)> = names.into_iter().collect();
     users.sort();
     ctx.insert("users", &users);
-    ctx.insert("flash", &q.done.as_deref().map(|k| super::i18n::word(s.lang, if k == "assigned" { "assigned_ok" } else { "moved_ok" })));
+    ctx.insert("flash", &q.done.as_deref().map(|k| super::i18n::word(s.lang, match k {
+        "assigned" => "assigned_ok",
+        "linked" => "linked_ok",
+        _ => "moved_ok",
+    })));
     state.render("case.html", &s, ctx)
 }
 
@@ -432,6 +471,27 @@ async fn link(State(state): State<WebState>, s: Session, Path(id): Path<i64>, Fo
         n => Some(InvoiceNumber::parse(n).map_err(|e| Error::BadRequest(format!("invoice: {e}")))?),
     };
     state.store.link_by_hand(id, f.client.trim(), inv.as_ref(), &s.user.id).await?;
-    tracing::info!("message linked by hand");
-    Ok(Redirect::to("/messages/unlinked?done=linked").into_response())
+    tracing::info!("message linked by hand; running it through the flow again");
+    // The message is `accepted` again with the person's link. Run it now so
+    // that its case and drafts appear at once; if that fails it stays
+    // accepted, and the next pass of `serve` (or `process`) picks it up.
+    let mut case = None;
+    match crate::app::pipeline(&state.cfg, state.store.clone(), (*state.policy).clone()).await {
+        Ok(mut p) => match state.store.accepted_one(id).await? {
+            Some(acc) => match p.process(acc).await {
+                Ok(o) => case = o.and_then(|o| o.case_id),
+                Err(e) => {
+                    tracing::warn!(error = %e, "processing the hand-linked message failed; it stays accepted for a retry");
+                    state.store.processing_failed(id, &e.to_string(), p.max_attempts).await?;
+                }
+            },
+            None => tracing::info!("already processed by another worker"),
+        },
+        Err(e) => tracing::warn!(error = %e, "cannot build the flow; the hand-linked message stays accepted for the next pass"),
+    }
+    Ok(Redirect::to(&match case {
+        Some(c) => format!("/cases/{c}?done=linked"),
+        None => "/messages/unlinked?done=linked".into(),
+    })
+    .into_response())
 }

@@ -121,70 +121,143 @@ pub fn bucket(days: i64) -> usize {
     }
 }
 
+/// Months shown in the "motives over time" chart (the current one included).
+pub const MOTIVE_MONTHS: usize = 12;
+
+/// The first instants (UTC seconds) of the last `n` months up to `today`'s,
+/// oldest first, with their labels (YYYY-MM).
+pub fn month_starts(today: NaiveDate, n: usize) -> Vec<(i64, String)> {
+    use chrono::Datelike;
+    let mut out = Vec::with_capacity(n);
+    let (mut y, mut m) = (today.year(), today.month());
+    for _ in 0..n {
+        let d = NaiveDate::from_ymd_opt(y, m, 1).expect("first of a month");
+        out.push((d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp(), d.format("%Y-%m").to_string()));
+        (y, m) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
+    }
+    out.reverse();
+    out
+}
+
+/// The due dates (ISO) that bound the overdue buckets of `bucket`: an
+/// invoice due on or after `[0]` is 0-30 days late, on or after `[1]` 31-60,
+/// on or after `[2]` 61-90, before it 90+.
+pub fn bucket_bounds(today: NaiveDate) -> [String; 3] {
+    [30, 60, 90].map(|d| (today - chrono::Duration::days(d)).format("%Y-%m-%d").to_string())
+}
+
+/// The dashboard's figures, each aggregated by the database along an index
+/// of migrations/*/0007_desk.sql (no query returns a row per case or per
+/// invoice), the independent queries run concurrently on the pool.
 pub async fn figures(state: &WebState, today: NaiveDate) -> Result<Figures, StoreError> {
     let pool = &state.store.pool;
-    let mut f = Figures::default();
     let disputed = "c.kind = 'dispute' AND c.status <> 'resolved'";
-    for r in sqlx::query(sqlx::AssertSqlSafe(format!("SELECT c.category, COUNT(*) AS n, CAST(SUM(COALESCE(c.disputed_cents, c.amount_cents)) AS BIGINT) AS a FROM cases c WHERE {disputed} GROUP BY c.category ORDER BY a DESC")))
+    let by_category = async {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SELECT c.category, COUNT(*) AS n, CAST(SUM(COALESCE(c.disputed_cents, c.amount_cents)) AS BIGINT) AS a FROM cases c WHERE {disputed} GROUP BY c.category ORDER BY a DESC")))
+            .fetch_all(pool)
+            .await
+    };
+    let by_owner = async {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COALESCE(u.name, '-') AS owner, o.n, o.a FROM (SELECT c.owner_id, COUNT(*) AS n, CAST(SUM(COALESCE(c.disputed_cents, c.amount_cents)) AS BIGINT) AS a FROM cases c WHERE {disputed} GROUP BY c.owner_id) o LEFT JOIN users u ON u.id = o.owner_id ORDER BY o.a DESC"
+        )))
         .fetch_all(pool)
-        .await?
-    {
+        .await
+    };
+    // Mean in SQL; the median by walking the span index to its middle.
+    let spans = async {
+        let r = sqlx::query("SELECT COUNT(*), CAST(SUM(closed_at - opened_at) AS BIGINT) FROM cases WHERE closed_at IS NOT NULL").fetch_one(pool).await?;
+        let n: i64 = r.try_get(0)?;
+        let mean = r.try_get::<Option<i64>, _>(1)?.filter(|_| n > 0).map(|sum| sum as f64 / n as f64);
+        let mut mid: Vec<f64> = vec![];
+        if n > 0 {
+            for r in sqlx::query("SELECT closed_at - opened_at FROM cases WHERE closed_at IS NOT NULL ORDER BY closed_at - opened_at LIMIT $1 OFFSET $2").bind(2 - n % 2).bind((n - 1) / 2).fetch_all(pool).await? {
+                mid.push(r.try_get::<i64, _>(0)? as f64 / 86_400.0);
+            }
+        }
+        Ok::<_, sqlx::Error>((n, mean.map(|m| m / 86_400.0), median(&mut mid)))
+    };
+    // Motives by the month the client first wrote (cases.first_at).
+    let months = month_starts(today, MOTIVE_MONTHS);
+    let motives = async {
+        let case = months.iter().enumerate().rev().map(|(i, _)| format!("WHEN c.first_at >= ${} THEN {i}", i + 1)).collect::<Vec<_>>().join(" ");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT c.category, CASE {case} END AS k, COUNT(*) FROM cases c WHERE c.kind = 'dispute' AND c.first_at >= $1 GROUP BY c.category, k")));
+        for (t, _) in &months {
+            q = q.bind(*t);
+        }
+        q.fetch_all(pool).await
+    };
+    // Overdue by age bucket and all receivables, from the unpaid invoices.
+    let b = bucket_bounds(today);
+    let iso = today.format("%Y-%m-%d").to_string();
+    let unpaid = async {
+        sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN due_date < $1 AND due_date >= $2 THEN amount_cents - paid_cents ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN due_date < $2 AND due_date >= $3 THEN amount_cents - paid_cents ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN due_date < $3 AND due_date >= $4 THEN amount_cents - paid_cents ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN due_date < $4 THEN amount_cents - paid_cents ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(amount_cents - paid_cents), 0) AS BIGINT) \
+             FROM invoices WHERE status <> 'paid' AND amount_cents > paid_cents",
+        )
+        .bind(&iso)
+        .bind(&b[0])
+        .bind(&b[1])
+        .bind(&b[2])
+        .fetch_one(pool)
+        .await
+    };
+    // DSO, countback-free simple form: receivables / sales of the last 90
+    // days × 90.
+    let since = (today - chrono::Duration::days(90)).format("%Y-%m-%d").to_string();
+    let sales = async { sqlx::query_scalar::<_, i64>("SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM invoices WHERE issue_date >= $1 AND issue_date <= $2").bind(&since).bind(&iso).fetch_one(pool).await };
+    let now = crate::store::now();
+    let drafts = async {
+        sqlx::query(
+            "SELECT COUNT(*), MIN(created_at), \
+             COALESCE(SUM(CASE WHEN created_at > $1 THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN created_at <= $1 AND created_at > $2 THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN created_at <= $2 AND created_at > $3 THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN created_at <= $3 THEN 1 ELSE 0 END), 0) \
+             FROM drafts WHERE status = 'pending' AND kind <> 'brief'",
+        )
+        .bind(now - 86_400)
+        .bind(now - 3 * 86_400)
+        .bind(now - 7 * 86_400)
+        .fetch_one(pool)
+        .await
+    };
+    let (cat_rows, owner_rows, (resolved, mean, med), motive_rows, unpaid, sales, drafts) = tokio::try_join!(by_category, by_owner, spans, motives, unpaid, sales, drafts)?;
+
+    let mut f = Figures::default();
+    for r in cat_rows {
         let (cat, n, a): (String, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get::<Option<i64>, _>(2)?.unwrap_or(0));
         f.open_disputes += n;
         f.open_disputed_cents += a;
         f.by_category.push((cat, n, a));
     }
-    for r in sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT COALESCE(u.name, '-') AS owner, COUNT(*) AS n, CAST(SUM(COALESCE(c.disputed_cents, c.amount_cents)) AS BIGINT) AS a FROM cases c LEFT JOIN users u ON u.id = c.owner_id WHERE {disputed} GROUP BY COALESCE(u.name, '-') ORDER BY a DESC"
-    )))
-    .fetch_all(pool)
-    .await?
-    {
+    for r in owner_rows {
         f.by_owner.push((r.try_get(0)?, r.try_get(1)?, r.try_get::<Option<i64>, _>(2)?.unwrap_or(0)));
     }
-    let mut spans: Vec<f64> = sqlx::query("SELECT CAST(closed_at - opened_at AS BIGINT) FROM cases WHERE closed_at IS NOT NULL")
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .filter_map(|r| r.try_get::<i64, _>(0).ok())
-        .map(|s| s as f64 / 86_400.0)
-        .collect();
-    f.resolved = spans.len();
-    if !spans.is_empty() {
-        f.resolve_mean_days = Some(spans.iter().sum::<f64>() / spans.len() as f64);
-    }
-    f.resolve_median_days = median(&mut spans);
-    // Motives by the month the client wrote (the message date), else when
-    // the case opened.
-    let mut months: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for r in sqlx::query("SELECT c.category, COALESCE((SELECT MIN(m.date_at) FROM messages m WHERE m.case_id = c.id), c.opened_at) FROM cases c WHERE c.kind = 'dispute'").fetch_all(pool).await? {
-        let cat: String = r.try_get(0)?;
-        let at: i64 = r.try_get::<Option<i64>, _>(1)?.unwrap_or(0);
-        let month = chrono::DateTime::from_timestamp(at, 0).map(|d| d.format("%Y-%m").to_string()).unwrap_or_default();
-        *months.entry((month, cat)).or_default() += 1;
-    }
-    f.motives = months.into_iter().map(|((m, c), n)| (m, c, n)).collect();
-    let iso = today.format("%Y-%m-%d").to_string();
-    for r in sqlx::query("SELECT due_date, amount_cents - paid_cents FROM invoices WHERE status <> 'paid' AND amount_cents > paid_cents AND due_date < $1").bind(&iso).fetch_all(pool).await? {
-        let due: String = r.try_get(0)?;
-        let left: i64 = r.try_get(1)?;
-        if let Ok(d) = NaiveDate::parse_from_str(&due, "%Y-%m-%d") {
-            f.overdue[bucket((today - d).num_days())] += left;
+    f.resolved = resolved as usize;
+    f.resolve_mean_days = mean;
+    f.resolve_median_days = med;
+    let mut counts: BTreeMap<(usize, String), i64> = BTreeMap::new();
+    for r in motive_rows {
+        let k: Option<i64> = r.try_get(1)?;
+        if let Some(k) = k {
+            *counts.entry((k as usize, r.try_get(0)?)).or_default() += r.try_get::<i64, _>(2)?;
         }
     }
-    // DSO, countback-free simple form: receivables / sales of the last 90
-    // days × 90.
-    let receivable: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(amount_cents - paid_cents), 0) AS BIGINT) FROM invoices WHERE status <> 'paid' AND amount_cents > paid_cents").fetch_one(pool).await?;
-    let since = (today - chrono::Duration::days(90)).format("%Y-%m-%d").to_string();
-    let sales: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(amount_cents), 0) AS BIGINT) FROM invoices WHERE issue_date >= $1 AND issue_date <= $2").bind(&since).bind(&iso).fetch_one(pool).await?;
+    f.motives = counts.into_iter().filter_map(|((k, c), n)| Some((months.get(k)?.1.clone(), c, n))).collect();
+    for (i, slot) in f.overdue.iter_mut().enumerate() {
+        *slot = unpaid.try_get(i)?;
+    }
+    let receivable: i64 = unpaid.try_get(4)?;
     f.dso_days = (sales > 0).then(|| receivable as f64 / sales as f64 * 90.0);
-    let now = crate::store::now();
-    for r in sqlx::query("SELECT created_at FROM drafts WHERE status = 'pending' AND kind <> 'brief'").fetch_all(pool).await? {
-        let at: i64 = r.try_get(0)?;
-        let days = (now - at).max(0) as f64 / 86_400.0;
-        f.drafts_waiting += 1;
-        f.oldest_draft_days = Some(f.oldest_draft_days.unwrap_or(0).max(days as i64));
-        f.draft_ages[if days < 1.0 { 0 } else if days < 3.0 { 1 } else if days < 7.0 { 2 } else { 3 }] += 1;
+    f.drafts_waiting = drafts.try_get(0)?;
+    f.oldest_draft_days = drafts.try_get::<Option<i64>, _>(1)?.map(|at| (now - at).max(0) / 86_400);
+    for (i, slot) in f.draft_ages.iter_mut().enumerate() {
+        *slot = drafts.try_get(i + 2)?;
     }
     Ok(f)
 }
@@ -239,6 +312,24 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&mut []), None);
+    }
+
+    #[test]
+    fn bucket_bounds_agree_with_bucket() {
+        let today = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let b = bucket_bounds(today);
+        for days in 1..200 {
+            let due = (today - chrono::Duration::days(days)).format("%Y-%m-%d").to_string();
+            let by_bounds = if due >= b[0] { 0 } else if due >= b[1] { 1 } else if due >= b[2] { 2 } else { 3 };
+            assert_eq!(by_bounds, bucket(days), "{days} days late");
+        }
+    }
+
+    #[test]
+    fn month_starts_cross_the_year() {
+        let m = month_starts(NaiveDate::from_ymd_opt(2026, 2, 17).unwrap(), 3);
+        assert_eq!(m.iter().map(|x| x.1.as_str()).collect::<Vec<_>>(), ["2025-12", "2026-01", "2026-02"]);
+        assert_eq!(m[2].0, NaiveDate::from_ymd_opt(2026, 2, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp());
     }
 
     #[test]
