@@ -44,6 +44,8 @@ pub struct Config {
     /// `[[webhook]]` endpoints (url, secret, events): see README "Webhooks".
     #[serde(rename = "webhook")]
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
+    /// Several instances on one database: takeover time, daily reminder time.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// Settings of the web desk (src/web).
@@ -83,6 +85,7 @@ impl Default for Config {
             outbox_poll_secs: 10,
             web: WebConfig::default(),
             webhooks: vec![],
+            cluster: crate::cluster::ClusterConfig::default(),
         }
     }
 }
@@ -110,6 +113,8 @@ impl Config {
             match k.as_str() {
                 "DISPUTE_DESK_DATA_DIR" => self.data_dir = PathBuf::from(v),
                 "DISPUTE_DESK_DATABASE_URL" => self.database_url = Some(v.clone()),
+                "DISPUTE_DESK_TAKEOVER_SECS" => self.cluster.takeover_secs = v.parse().map_err(|_| bad("expected whole seconds"))?,
+                "DISPUTE_DESK_REMIND_AT" => self.cluster.remind_at = v.clone(),
                 "DISPUTE_DESK_POLICIES_DIR" => self.policies_dir = Some(PathBuf::from(v)),
                 "DISPUTE_DESK_PROMPTS_DIR" => self.prompts_dir = Some(PathBuf::from(v)),
                 "DISPUTE_DESK_COMPANY_NAME" => self.company.name = v.clone(),

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod app;
 pub mod bench;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod einvoice;

@@ -595,6 +595,9 @@ async fn run(cli: Cli) -> Result<()> {
             if cli.json {
                 return print_json(&rows);
             }
+            let timing = cfg.cluster.timing();
+            let now_ms = store.db_now_ms().await?;
+            let instances = store.instances(timing.ttl_ms()).await?;
             if rows.is_empty() {
                 println!("no mailbox has been watched yet (configure [[mailbox]] and run `dispute-desk serve`)");
             }
@@ -610,6 +613,21 @@ async fn run(cli: Cli) -> Result<()> {
                     },
                     h.attempt,
                     h.last_error.map(|e| format!("\n{:<16} last error at {}: {e}", "", when(h.last_error_at))).unwrap_or_default()
+                );
+                match (&h.holder, h.lease_expires_at) {
+                    (Some(holder), Some(exp)) if exp > now_ms => println!("{:<16} watched by instance {holder} (lease expires in {:.1} s)", "", (exp - now_ms) as f64 / 1000.0),
+                    (Some(holder), Some(_)) => println!("{:<16} lease free (last held by instance {holder}); an instance takes it within {} s", "", cfg.cluster.takeover_secs),
+                    _ => {}
+                }
+            }
+            for i in instances.iter().filter(|i| i.alive || i.stopped_at.is_none()) {
+                println!(
+                    "instance {} on {} pid {}: {}, started {}",
+                    i.id,
+                    i.host,
+                    i.pid,
+                    if i.alive { format!("alive (heartbeat {:.1} s ago)", (now_ms - i.heartbeat_at) as f64 / 1000.0) } else { format!("dead (no heartbeat for {:.0} s)", (now_ms - i.heartbeat_at) as f64 / 1000.0) },
+                    when(Some(i.started_at / 1000))
                 );
             }
             Ok(())

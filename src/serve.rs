@@ -5,12 +5,17 @@
 //! fires (SIGINT/SIGTERM from `main`, a channel in tests); then every task
 //! stops at a safe point: IDLE is ended, the message in hand is finished,
 //! checkpoints are left where the last stored message put them.
+//!
+//! Several instances may serve one database (see `cluster`): each mailbox is
+//! watched by the holder of its lease, the outbox rows and the daily
+//! reminder run are claimed, the web desk and the API answer everywhere.
 
 use crate::app;
+use crate::cluster::{self, Instance};
 use crate::config::Config;
-use crate::flow::outbox::send_due;
+use crate::flow::outbox::send_due_as;
 use crate::mail::imap::{ImapConnector, ImapSent, SentFolder};
-use crate::mail::sent::{recover_sending, SentCopy};
+use crate::mail::sent::{recover_rows, SentCopy};
 use crate::mail::smtp::SmtpSender;
 use crate::mail::watch;
 use anyhow::{Context, Result};
@@ -45,31 +50,53 @@ impl Shutdown {
 /// Runs the watchers and the outbox worker until `signal` resolves.
 pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> Result<()> {
     cfg.validate_mailboxes()?;
+    cfg.cluster.validate()?;
     let (store, policy) = app::open(&cfg).await?;
+    let inst = Instance::register(&store, cfg.cluster.timing()).await?;
+    let ttl = inst.timing.ttl_ms();
+    // Heartbeats from the start: a slow start-up must not look like a death
+    // to the other instances (they would take over this one's claims).
+    let (tx, shutdown) = Shutdown::channel();
+    let mut tasks = vec![tokio::spawn(inst.clone().heartbeat(shutdown.clone()))];
     let pipeline = Arc::new(Mutex::new(app::pipeline(&cfg, store.clone(), policy.clone()).await?));
     // Whatever a previous run stored but did not process.
     watch::run_flow(&pipeline).await;
 
     let sent: Option<Arc<dyn SentFolder>> = cfg.sent_mailbox().map(|m| Arc::new(ImapSent { cfg: m.clone() }) as Arc<dyn SentFolder>);
-    let rec = recover_sending(&store, sent.as_deref()).await.context("recovering interrupted sends")?;
+    // Rows left in `sending` by the one-shot `send` or by an instance that
+    // is gone; rows of live instances are theirs.
+    let orphans = store.take_orphaned_sending(&inst.id, ttl, true).await.context("claiming interrupted sends")?;
+    let rec = recover_rows(&store, sent.as_deref(), orphans).await.context("recovering interrupted sends")?;
     if rec.sent + rec.uncertain > 0 {
         tracing::warn!(sent = rec.sent, uncertain = rec.uncertain, "outbox rows interrupted mid-send resolved");
     }
 
-    let (tx, shutdown) = Shutdown::channel();
-    let mut tasks = Vec::new();
     for m in &cfg.mailbox {
-        tasks.push(tokio::spawn(watch::watch(m.clone(), ImapConnector { cfg: m.clone() }, store.clone(), pipeline.clone(), shutdown.clone())));
+        tasks.push(tokio::spawn(cluster::hold_mailbox(inst.clone(), m.clone(), ImapConnector { cfg: m.clone() }, store.clone(), pipeline.clone(), shutdown.clone())));
     }
-    let sender = SentCopy { inner: SmtpSender::new(&cfg.smtp).context("configuring SMTP")?, sent };
+    if let Some(at) = cfg.cluster.remind_time()? {
+        tasks.push(tokio::spawn(cluster::daily_remind(inst.clone(), at, cfg.clone(), store.clone(), policy.clone(), shutdown.clone())));
+    }
+    let sender = SentCopy { inner: SmtpSender::new(&cfg.smtp).context("configuring SMTP")?, sent: sent.clone() };
     let worker = {
         let store = store.clone();
         let mut shutdown = shutdown.clone();
         let every = Duration::from_secs(cfg.outbox_poll_secs.max(1));
         let max = cfg.send_max_attempts;
+        let me = inst.id.clone();
         tokio::spawn(async move {
             loop {
-                match send_due(&store, &sender, max).await {
+                // Another instance died mid-send: its rows are resolved from
+                // the Sent folder by whoever claims them first.
+                match store.take_orphaned_sending(&me, ttl, false).await {
+                    Ok(rows) if !rows.is_empty() => match recover_rows(&store, sent.as_deref(), rows).await {
+                        Ok(r) => tracing::warn!(sent = r.sent, uncertain = r.uncertain, "outbox rows of a stopped instance resolved"),
+                        Err(e) => tracing::error!(error = %e, "cannot resolve the outbox rows of a stopped instance"),
+                    },
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot look for interrupted sends"),
+                }
+                match send_due_as(&store, &sender, max, Some(&me)).await {
                     Ok(r) if r.sent + r.retried + r.failed > 0 => tracing::info!(sent = r.sent, retried = r.retried, failed = r.failed, "outbox pass"),
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "outbox pass failed"),
@@ -107,13 +134,14 @@ pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> Result<()> {
             }
         }));
     }
-    tracing::info!(mailboxes = cfg.mailbox.len(), webhooks = cfg.webhooks.len(), %addr, "serving: web desk and API on http://{addr}");
+    tracing::info!(instance = %inst.id, mailboxes = cfg.mailbox.len(), webhooks = cfg.webhooks.len(), %addr, "serving: web desk and API on http://{addr}");
     signal.await;
     tracing::info!("shutting down");
     let _ = tx.send(true);
     for t in tasks {
         let _ = t.await;
     }
+    inst.stopped().await;
     store.pool.close().await;
     Ok(())
 }

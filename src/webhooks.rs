@@ -252,15 +252,31 @@ fn backoff(s: &Settings, attempts: i64) -> i64 {
 #[tracing::instrument(skip_all)]
 pub async fn deliver_due(store: &Store, client: &HttpClient, endpoints: &[WebhookConfig], s: &Settings) -> Result<PassReport, WebhookError> {
     let mut rep = PassReport::default();
+    let pg = store.backend == crate::store::Backend::Postgres;
     for ep in endpoints {
-        let rows = sqlx::query("SELECT id, event_id, event_type, payload, attempts FROM webhook_deliveries WHERE endpoint = $1 AND status = 'pending' AND next_attempt_at <= $2 ORDER BY id LIMIT $3")
-            .bind(ep.key())
-            .bind(now())
-            .bind(s.batch)
-            .fetch_all(&store.pool)
-            .await?;
-        for r in rows {
+        // On PostgreSQL each delivery is claimed `FOR UPDATE SKIP LOCKED` in a
+        // transaction held through its POST and its outcome: instances
+        // delivering at once never post the same row (an instance that dies
+        // mid-POST releases the row with its connection, and the row is
+        // posted again: at least once, same event id). SQLite has one writer
+        // process and reads the due rows without a lock.
+        let mut seen = 0;
+        let mut after = 0i64;
+        while seen < s.batch {
+            seen += 1;
+            let mut claim = if pg { Some(store.pool.begin().await?) } else { None };
+            let sql = format!(
+                "SELECT id, event_id, event_type, payload, attempts FROM webhook_deliveries WHERE endpoint = $1 AND status = 'pending' AND next_attempt_at <= $2 AND id > $3 ORDER BY id LIMIT 1{}",
+                if pg { " FOR UPDATE SKIP LOCKED" } else { "" }
+            );
+            let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ep.key()).bind(now()).bind(after);
+            let row = match claim.as_mut() {
+                Some(tx) => q.fetch_optional(&mut **tx).await?,
+                None => q.fetch_optional(&store.pool).await?,
+            };
+            let Some(r) = row else { break };
             let id: i64 = r.try_get("id")?;
+            after = id;
             let event_id: String = r.try_get("event_id")?;
             let ty: String = r.try_get("event_type")?;
             let body: String = r.try_get("payload")?;
@@ -273,7 +289,10 @@ pub async fn deliver_due(store: &Store, client: &HttpClient, endpoints: &[Webhoo
                 Sent::Status(c) => (Some(*c as i64), Some(format!("http status {c}"))),
                 Sent::Failed(e) => (None, Some(e.clone())),
             };
-            let mut tx = store.begin().await?;
+            let mut tx = match claim {
+                Some(tx) => tx,
+                None => store.begin().await?,
+            };
             sqlx::query("INSERT INTO webhook_attempts (delivery_id, at, http_status, error, millis) VALUES ($1, $2, $3, $4, $5)").bind(id).bind(now()).bind(code).bind(err.clone()).bind(millis).execute(&mut *tx).await?;
             let unreachable = matches!(sent, Sent::Failed(_));
             match sent {

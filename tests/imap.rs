@@ -404,8 +404,8 @@ async fn sent_mail_is_kept_in_sent_and_an_interrupted_send_is_resolved_from_it()
     for d in &replies {
         ids.push(approve::approve(&desk.store, &policy, &from, "Sud Levage", d.id, &acc).await.unwrap().outbox_id.unwrap());
     }
-    let reached = desk.store.claim_outbox().await.unwrap().unwrap();
-    let lost = desk.store.claim_outbox().await.unwrap().unwrap();
+    let reached = desk.store.claim_outbox(None).await.unwrap().unwrap();
+    let lost = desk.store.claim_outbox(None).await.unwrap().unwrap();
     let sender = SmtpSender::new(&smtp.config).unwrap();
     let to: Vec<EmailAddress> = reached.to_addrs.split(',').map(|a| EmailAddress::parse(a).unwrap()).collect();
     sender.send(&from, &to, &reached.raw).await.unwrap();

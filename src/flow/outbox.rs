@@ -26,8 +26,14 @@ pub fn backoff(attempts: i64) -> i64 {
 
 /// Sends every row that is due, once. `max_attempts` bounds transient retries.
 pub async fn send_due(store: &Store, sender: &dyn SendMail, max_attempts: i64) -> Result<SendReport> {
+    send_due_as(store, sender, max_attempts, None).await
+}
+
+/// [`send_due`] by a serve instance: each row it claims records `claimer`,
+/// so that the row can be recovered if this instance dies mid-send.
+pub async fn send_due_as(store: &Store, sender: &dyn SendMail, max_attempts: i64, claimer: Option<&str>) -> Result<SendReport> {
     let mut report = SendReport::default();
-    while let Some(row) = store.claim_outbox().await? {
+    while let Some(row) = store.claim_outbox(claimer).await? {
         let span = tracing::info_span!("outbox", row = row.id, draft = row.draft_id);
         let _g = span.enter();
         let from = EmailAddress::parse(&row.from_addr).map_err(|e| crate::store::StoreError::Invalid(e.to_string()))?;

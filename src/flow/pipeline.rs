@@ -10,7 +10,7 @@ use crate::flow::draft::{DraftFacts, Drafter, HistoryLine};
 use crate::flow::link::{self, Directory, Link, LinkMethod};
 use crate::flow::parse::{self, Message};
 use crate::policy::Policy;
-use crate::store::audit::{self, Actor, Event};
+use crate::store::audit::{Actor, Chain, Event};
 use crate::store::cases::{NewCase, NewDraft, NewTask};
 use crate::store::ledger::Client;
 use crate::store::messages::Accepted;
@@ -59,9 +59,20 @@ pub struct Pipeline {
     pub company: Company,
     dir: Directory,
     clients: HashMap<String, Client>,
+    /// Users with their load (open cases + open tasks), read at most every
+    /// [`STAFF_TTL`] and kept up to date with what this pipeline assigns, so
+    /// that a message does not count every open case and task again.
+    staff: Vec<crate::flow::decide::Staff>,
+    /// Users' names by id (the owner's name on a call brief), read with the staff.
+    names: HashMap<String, String>,
+    staff_read: std::time::Instant,
     /// Processing attempts before a message is set aside as failed.
     pub max_attempts: i64,
 }
+
+/// How long the staff loads are trusted before they are read again (to see
+/// what people, the reminder pass and other instances changed meanwhile).
+const STAFF_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Messages of a case shown in a call brief: the most recent ones.
 const HISTORY_LINES: i64 = 30;
@@ -72,14 +83,41 @@ impl Pipeline {
     pub async fn new(store: Store, policy: Policy, classifier: Box<dyn Classifier>, drafter: Drafter, company: Company) -> Result<Pipeline> {
         let dir = store.directory().await?;
         let clients = store.clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect();
-        Ok(Pipeline { store, policy, classifier, drafter, company, dir, clients, max_attempts: 3 })
+        let (staff, names) = (store.staff().await?, user_names(&store).await?);
+        Ok(Pipeline { store, policy, classifier, drafter, company, dir, clients, staff, names, staff_read: std::time::Instant::now(), max_attempts: 3 })
     }
 
     /// Reloads the ledger snapshot (after an import).
     pub async fn refresh(&mut self) -> Result<()> {
         self.dir = self.store.directory().await?;
         self.clients = self.store.clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        self.staff = self.store.staff().await?;
+        self.names = user_names(&self.store).await?;
+        self.staff_read = std::time::Instant::now();
         Ok(())
+    }
+
+    /// The staff loads, read again when older than [`STAFF_TTL`].
+    async fn staff(&mut self) -> Result<Vec<crate::flow::decide::Staff>> {
+        if self.staff_read.elapsed() > STAFF_TTL {
+            self.staff = self.store.staff().await?;
+            self.names = user_names(&self.store).await?;
+            self.staff_read = std::time::Instant::now();
+        }
+        Ok(self.staff.clone())
+    }
+
+    /// What a committed decision added to people's loads.
+    fn count_load(&mut self, d: &Decision) {
+        let opened = match &d.case {
+            Some(CaseAction::Open { .. }) => d.owner_id.as_deref(),
+            _ => None,
+        };
+        for owner in opened.into_iter().chain(d.tasks.iter().filter_map(|t| t.owner_id.as_deref())) {
+            if let Some(s) = self.staff.iter_mut().find(|s| s.id == owner) {
+                s.load += 1;
+            }
+        }
     }
 
     /// Processes every accepted message, oldest first. Returns the outcomes.
@@ -212,12 +250,16 @@ impl Pipeline {
             .classifier
             .classify(ClassifyInput { message: msg, reference_date: today, has_invoice: !l.invoices.is_empty(), known_client: client.is_some() })
             .await;
+        // From here on, no other instance changes cases until this message
+        // is committed: the open cases read below are the ones it continues.
+        let mut tx = self.store.begin().await?;
+        self.store.lock_case_writes(&mut tx).await?;
         let invoices = self.store.invoices_by_number(&l.invoices).await?;
         let open_cases = match &client {
             Some(c) => self.store.open_cases_of(&c.id).await?,
             None => vec![],
         };
-        let staff = self.store.staff().await?;
+        let staff = self.staff().await?;
         let client_facts = client.as_ref().map(|c| ClientFacts { id: c.id.clone(), account_owner: c.account_owner.clone(), strategic: c.strategic });
         let invoice_facts: Vec<InvoiceFacts> = invoices
             .iter()
@@ -247,19 +289,19 @@ impl Pipeline {
         } else {
             let mut h = Vec::new();
             for (hit, _) in &hits {
-                if let Some(m) = self.store.messages_by_message_id(&hit.message_id).await? {
-                    h.push(HistoryLine { date: fmt_ts(m.date_at), direction: m.direction, subject: m.subject.unwrap_or_default() });
+                if let Some((date, direction, subject)) = self.store.history_line_of(&hit.message_id).await? {
+                    h.push(HistoryLine { date: fmt_ts(date), direction, subject: subject.unwrap_or_default() });
                 }
             }
             h
         };
 
-        let mut tx = self.store.begin().await?;
         let outcome = self.apply(&mut tx, id, msg, &l, &cls, client.as_ref(), &invoices, &decision, history, today).await?;
         let Some(outcome) = outcome else {
             return Ok(None);
         };
         tx.commit().await?;
+        self.count_load(&decision);
         if l.method == LinkMethod::InvoiceNumber && l.confidence >= 0.85 {
             if let (Some(from), Some(c)) = (&msg.from, &l.client_id) {
                 self.dir.contacts.entry(from.clone()).or_insert_with(|| c.clone());
@@ -271,12 +313,11 @@ impl Pipeline {
 
     /// Pauses reminders on `invoices` (a dated, audited block).
     #[allow(clippy::too_many_arguments)]
-    async fn block_reminders(&self, tx: &mut Tx, invoices: &[InvoiceNumber], reason: &str, case_id: Option<i64>, message: i64, today: NaiveDate, until: Option<NaiveDate>) -> Result<()> {
+    async fn block_reminders(&self, tx: &mut Tx, chain: &mut Chain, invoices: &[InvoiceNumber], reason: &str, case_id: Option<i64>, message: i64, today: NaiveDate, until: Option<NaiveDate>) -> Result<()> {
         for n in invoices {
             let bid = self.store.add_block(tx, n.as_str(), reason, case_id, Some(message), today, until).await?;
-            audit::append(
+            chain.append(
                 tx,
-                self.store.backend,
                 Event {
                     actor: &Actor::Policy("reminders".into()),
                     case_id,
@@ -306,7 +347,8 @@ impl Pipeline {
         today: NaiveDate,
     ) -> Result<Option<Outcome>> {
         let store = &self.store;
-        let backend = store.backend;
+        let mut chain = Chain::new(store.backend);
+        let chain = &mut chain;
         let agent = Actor::Agent;
         let routing = Actor::Policy("routing".into());
 
@@ -372,9 +414,8 @@ impl Pipeline {
                         &routing.label(),
                     )
                     .await?;
-                audit::append(
+                chain.append(
                     tx,
-                    backend,
                     Event {
                         actor: &routing,
                         case_id: Some(cid),
@@ -387,7 +428,7 @@ impl Pipeline {
                 .await?;
                 store.set_deadline(tx, cid, self.policy.sla_deadline(*status, today)).await?;
                 if *kind == crate::flow::decide::CaseKind::Dispute {
-                    self.block_reminders(tx, &l.invoices, "dispute", Some(cid), id, today, None).await?;
+                    self.block_reminders(tx, chain, &l.invoices, "dispute", Some(cid), id, today, None).await?;
                 }
                 (priority, priority_reason) = (*p, why.clone());
                 case_id = Some(cid);
@@ -395,17 +436,17 @@ impl Pipeline {
             Some(CaseAction::Update { case_id: cid, to_status, add_invoices }) => {
                 store.add_case_invoices(tx, *cid, add_invoices).await?;
                 store.touch_case(tx, *cid).await?;
-                audit::append(tx, backend, Event { actor: &agent, case_id: Some(*cid), entity: "case", entity_id: cid.to_string(), action: "message_attached", detail: json!({"message": id, "category": cls.category.as_str(), "added_invoices": add_invoices}) }).await?;
+                chain.append(tx, Event { actor: &agent, case_id: Some(*cid), entity: "case", entity_id: cid.to_string(), action: "message_attached", detail: json!({"message": id, "category": cls.category.as_str(), "added_invoices": add_invoices}) }).await?;
                 if let Some(to) = to_status {
                     let current = store.case(*cid).await?;
                     let from: crate::domain::Status = current.status.parse().map_err(|e: crate::domain::DomainError| StoreError::Invalid(e.to_string()))?;
                     store.set_case_status(tx, *cid, from, *to, &Actor::Policy("statuses".into()).label(), Some("client replied")).await?;
-                    audit::append(tx, backend, Event { actor: &Actor::Policy("statuses".into()), case_id: Some(*cid), entity: "case", entity_id: cid.to_string(), action: "status_changed", detail: json!({"from": from.as_str(), "to": to.as_str(), "why": "client replied", "message": id}) }).await?;
+                    chain.append(tx, Event { actor: &Actor::Policy("statuses".into()), case_id: Some(*cid), entity: "case", entity_id: cid.to_string(), action: "status_changed", detail: json!({"from": from.as_str(), "to": to.as_str(), "why": "client replied", "message": id}) }).await?;
                     store.set_deadline(tx, *cid, self.policy.sla_deadline(*to, today)).await?;
                 }
                 let c = store.case(*cid).await?;
                 if c.kind == "dispute" && !add_invoices.is_empty() {
-                    self.block_reminders(tx, add_invoices, "dispute", Some(*cid), id, today, None).await?;
+                    self.block_reminders(tx, chain, add_invoices, "dispute", Some(*cid), id, today, None).await?;
                 }
                 (priority, priority_reason) = (c.priority, c.priority_reason);
                 case_id = Some(*cid);
@@ -423,15 +464,15 @@ impl Pipeline {
         if let Some((nums, date)) = &d.promise {
             let date_s = date.map(|d| d.to_string());
             store.record_promise(tx, nums, date_s.as_deref()).await?;
-            audit::append(tx, backend, Event { actor: &agent, case_id, entity: "invoice", entity_id: join(nums), action: "promise_recorded", detail: json!({"message": id, "promised_date": date_s}) }).await?;
+            chain.append(tx, Event { actor: &agent, case_id, entity: "invoice", entity_id: join(nums), action: "promise_recorded", detail: json!({"message": id, "promised_date": date_s}) }).await?;
             let until = date.unwrap_or(today) + chrono::Duration::days(self.policy.reminders.pauses.promise_grace_days);
-            self.block_reminders(tx, nums, "promise to pay", case_id, id, today, Some(until)).await?;
+            self.block_reminders(tx, chain, nums, "promise to pay", case_id, id, today, Some(until)).await?;
         }
         if !d.payment_notice.is_empty() {
             store.record_payment_notice(tx, &d.payment_notice).await?;
-            audit::append(tx, backend, Event { actor: &agent, case_id, entity: "invoice", entity_id: join(&d.payment_notice), action: "payment_notice_recorded", detail: json!({"message": id}) }).await?;
+            chain.append(tx, Event { actor: &agent, case_id, entity: "invoice", entity_id: join(&d.payment_notice), action: "payment_notice_recorded", detail: json!({"message": id}) }).await?;
             let until = today + chrono::Duration::days(self.policy.reminders.pauses.payment_notice_grace_days);
-            self.block_reminders(tx, &d.payment_notice, "payment notice", case_id, id, today, Some(until)).await?;
+            self.block_reminders(tx, chain, &d.payment_notice, "payment notice", case_id, id, today, Some(until)).await?;
         }
         for t in &d.tasks {
             let tid = store
@@ -448,17 +489,14 @@ impl Pipeline {
                     },
                 )
                 .await?;
-            audit::append(tx, backend, Event { actor: &routing, case_id, entity: "task", entity_id: tid.to_string(), action: "created", detail: json!({"kind": t.kind.as_str(), "owner": t.owner_id, "message": id}) }).await?;
+            chain.append(tx, Event { actor: &routing, case_id, entity: "task", entity_id: tid.to_string(), action: "created", detail: json!({"kind": t.kind.as_str(), "owner": t.owner_id, "message": id}) }).await?;
         }
 
         // Drafts.
         let mut drafts = Vec::new();
         if !d.drafts.is_empty() {
             if let Some(client) = client {
-                let owner_name = match &d.owner_id {
-                    Some(o) => store.user(o).await.ok().map(|u| u.name),
-                    None => None,
-                };
+                let owner_name = d.owner_id.as_ref().and_then(|o| self.names.get(o)).cloned();
                 history.push(HistoryLine { date: fmt_ts(msg.date.map(|d| d.timestamp())), direction: "in".into(), subject: msg.subject.clone() });
                 let facts = DraftFacts {
                     language,
@@ -498,14 +536,13 @@ impl Pipeline {
                             &NewDraft { case_id, message_id: Some(id), kind: kind_s, language: language.as_str(), to_addr: to.as_deref(), subject: &text.subject, body: &text.body, template: &text.template },
                         )
                         .await?;
-                    audit::append(tx, backend, Event { actor: &agent, case_id, entity: "draft", entity_id: did.to_string(), action: "created", detail: json!({"kind": kind_s, "template": text.template, "message": id}) }).await?;
+                    chain.append(tx, Event { actor: &agent, case_id, entity: "draft", entity_id: did.to_string(), action: "created", detail: json!({"kind": kind_s, "template": text.template, "message": id}) }).await?;
                     drafts.push(did);
                 }
             }
         }
-        audit::append(
+        chain.append(
             tx,
-            backend,
             Event {
                 actor: &agent,
                 case_id,
@@ -527,6 +564,10 @@ impl Pipeline {
             drafts,
         }))
     }
+}
+
+async fn user_names(store: &Store) -> Result<HashMap<String, String>> {
+    Ok(store.users().await?.into_iter().map(|u| (u.id, u.name)).collect())
 }
 
 fn pick_language(cls: &Classification, _client: Option<&Client>) -> Language {

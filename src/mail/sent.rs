@@ -47,10 +47,17 @@ pub struct Recovered {
 }
 
 /// Resolves rows left in `sending` by a stopped process. Call it before the
-/// outbox worker starts, never while one runs.
+/// outbox worker starts, never while one runs (several instances: see
+/// [`recover_rows`] with `Store::take_orphaned_sending`).
 pub async fn recover_sending(store: &Store, sent: Option<&dyn SentFolder>) -> Result<Recovered> {
+    recover_rows(store, sent, store.outbox_sending().await?).await
+}
+
+/// Resolves the given rows left in `sending` (found in Sent → sent, else
+/// `uncertain`).
+pub async fn recover_rows(store: &Store, sent: Option<&dyn SentFolder>, rows: Vec<crate::store::outbox::OutboxRow>) -> Result<Recovered> {
     let mut r = Recovered::default();
-    for row in store.outbox_sending().await? {
+    for row in rows {
         let span = tracing::info_span!("outbox_recover", row = row.id, draft = row.draft_id);
         let _g = span.enter();
         let found = match sent {

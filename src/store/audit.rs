@@ -36,6 +36,10 @@ pub struct Event<'a> {
     pub detail: serde_json::Value,
 }
 
+/// The PostgreSQL advisory lock that serialises appends to the chain (and,
+/// taken earlier, the flow's case writes: see `Store::lock_case_writes`).
+pub const CHAIN_LOCK: i64 = 727274;
+
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn hash_row(prev: &str, at: i64, actor: &str, case_id: Option<i64>, entity: &str, entity_id: &str, action: &str, detail: &str) -> String {
@@ -49,36 +53,63 @@ fn hash_row(prev: &str, at: i64, actor: &str, case_id: Option<i64>, entity: &str
 
 /// Appends an event inside the caller's transaction.
 pub async fn append(tx: &mut Tx, backend: Backend, ev: Event<'_>) -> Result<()> {
-    if backend == Backend::Postgres {
-        // One appender at a time across instances: the chain must not fork.
-        sqlx::query("SELECT pg_advisory_xact_lock(727274)").execute(&mut **tx).await?;
+    Chain::new(backend).append(tx, ev).await
+}
+
+/// The chain's head within one transaction: the first append takes the
+/// chain's lock and reads the last hash, the next ones reuse the hash they
+/// wrote (nobody else can append until this transaction ends: SQLite's write
+/// lock, PostgreSQL's advisory lock). Every append of the transaction must go
+/// through the same `Chain`.
+#[derive(Debug)]
+pub struct Chain {
+    backend: Backend,
+    head: Option<String>,
+}
+
+impl Chain {
+    pub fn new(backend: Backend) -> Chain {
+        Chain { backend, head: None }
     }
-    let prev: String = sqlx::query("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1")
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|r| r.try_get::<String, _>(0))
-        .transpose()?
-        .unwrap_or_else(|| GENESIS.to_string());
-    let at = super::now();
-    let actor = ev.actor.label();
-    let detail = ev.detail.to_string();
-    let hash = hash_row(&prev, at, &actor, ev.case_id, ev.entity, &ev.entity_id, ev.action, &detail);
-    sqlx::query(
-        "INSERT INTO audit_events (at, actor, case_id, entity, entity_id, action, detail, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(at)
-    .bind(actor)
-    .bind(ev.case_id)
-    .bind(ev.entity)
-    .bind(ev.entity_id)
-    .bind(ev.action)
-    .bind(detail)
-    .bind(prev)
-    .bind(hash)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+
+    pub async fn append(&mut self, tx: &mut Tx, ev: Event<'_>) -> Result<()> {
+        let prev = match self.head.take() {
+            Some(h) => h,
+            None => {
+                if self.backend == Backend::Postgres {
+                    // One appender at a time across instances: the chain must not fork.
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut **tx).await?;
+                }
+                sqlx::query("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .map(|r| r.try_get::<String, _>(0))
+                    .transpose()?
+                    .unwrap_or_else(|| GENESIS.to_string())
+            }
+        };
+        let at = super::now();
+        let actor = ev.actor.label();
+        let detail = ev.detail.to_string();
+        let hash = hash_row(&prev, at, &actor, ev.case_id, ev.entity, &ev.entity_id, ev.action, &detail);
+        sqlx::query(
+            "INSERT INTO audit_events (at, actor, case_id, entity, entity_id, action, detail, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(at)
+        .bind(actor)
+        .bind(ev.case_id)
+        .bind(ev.entity)
+        .bind(ev.entity_id)
+        .bind(ev.action)
+        .bind(detail)
+        .bind(prev)
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+        self.head = Some(hash);
+        Ok(())
+    }
 }
 
 /// An audit row as stored.

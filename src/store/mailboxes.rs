@@ -1,5 +1,6 @@
 //! store::mailboxes: the health of each watched mailbox (state, last
-//! successful sync, last error), beside its checkpoint, for `status`.
+//! successful sync, last error), beside its checkpoint and the lease of the
+//! instance watching it, for `status`.
 
 use super::{now, Result, Store};
 use sqlx::Row;
@@ -16,6 +17,10 @@ pub struct MailboxHealth {
     pub updated_at: i64,
     pub uidvalidity: Option<i64>,
     pub last_uid: Option<i64>,
+    /// The instance holding the mailbox's lease (several instances), if any.
+    pub holder: Option<String>,
+    /// When that lease expires (epoch ms, database clock; 0: released).
+    pub lease_expires_at: Option<i64>,
 }
 
 impl Store {
@@ -54,8 +59,8 @@ impl Store {
     /// Every mailbox with a health row or a checkpoint.
     pub async fn mailbox_health(&self) -> Result<Vec<MailboxHealth>> {
         let rows = sqlx::query(
-            "SELECT h.mailbox, h.state, h.last_sync_at, h.last_error, h.last_error_at, h.attempt, h.updated_at, c.uidvalidity, c.last_uid \
-             FROM mailbox_health h LEFT JOIN mailbox_checkpoints c ON c.mailbox = h.mailbox ORDER BY h.mailbox",
+            "SELECT h.mailbox, h.state, h.last_sync_at, h.last_error, h.last_error_at, h.attempt, h.updated_at, c.uidvalidity, c.last_uid, l.holder, l.expires_at \
+             FROM mailbox_health h LEFT JOIN mailbox_checkpoints c ON c.mailbox = h.mailbox LEFT JOIN leases l ON l.name = 'mailbox:' || h.mailbox ORDER BY h.mailbox",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -71,6 +76,8 @@ impl Store {
                     updated_at: r.try_get("updated_at")?,
                     uidvalidity: r.try_get("uidvalidity")?,
                     last_uid: r.try_get("last_uid")?,
+                    holder: r.try_get("holder")?,
+                    lease_expires_at: r.try_get("expires_at")?,
                 })
             })
             .collect()

@@ -166,17 +166,14 @@ impl Store {
     pub async fn thread_hits(&self, ids: &[String]) -> Result<Vec<(ThreadHit, Option<i64>)>> {
         let mut out = Vec::new();
         for mid in ids.iter().rev().take(20) {
-            let row = sqlx::query("SELECT id, client_id, case_id FROM messages WHERE message_id = $1").bind(mid).fetch_optional(&self.pool).await?;
-            let Some(r) = row else { continue };
-            let id: i64 = r.try_get("id")?;
-            let invoices = sqlx::query("SELECT invoice_number FROM message_invoices WHERE message_id = $1 ORDER BY invoice_number")
-                .bind(id)
+            // The message and its invoices in one query (one row per invoice).
+            let rows = sqlx::query("SELECT m.client_id, m.case_id, mi.invoice_number FROM messages m LEFT JOIN message_invoices mi ON mi.message_id = m.id WHERE m.message_id = $1 ORDER BY mi.invoice_number")
+                .bind(mid)
                 .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .filter_map(|r| r.try_get::<String, _>(0).ok().and_then(|n| InvoiceNumber::parse(&n).ok()))
-                .collect();
-            out.push((ThreadHit { message_id: mid.clone(), client_id: r.try_get("client_id")?, invoices }, r.try_get("case_id")?));
+                .await?;
+            let Some(first) = rows.first() else { continue };
+            let invoices = rows.iter().filter_map(|r| r.try_get::<Option<String>, _>("invoice_number").ok().flatten().and_then(|n| InvoiceNumber::parse(&n).ok())).collect();
+            out.push((ThreadHit { message_id: mid.clone(), client_id: first.try_get("client_id")?, invoices }, first.try_get("case_id")?));
         }
         Ok(out)
     }
@@ -195,26 +192,7 @@ impl Store {
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(MessageRow {
-            id,
-            direction: r.try_get("direction")?,
-            message_id: r.try_get("message_id")?,
-            state: r.try_get("state")?,
-            subject: r.try_get("subject")?,
-            from_addr: r.try_get("from_addr")?,
-            date_at: r.try_get("date_at")?,
-            client_id: r.try_get("client_id")?,
-            link_method: r.try_get("link_method")?,
-            link_confidence: r.try_get("link_confidence")?,
-            category: r.try_get("category")?,
-            classification: r.try_get("classification")?,
-            disposition: r.try_get("disposition")?,
-            owner_id: r.try_get("owner_id")?,
-            case_id: r.try_get("case_id")?,
-            last_error: r.try_get("last_error")?,
-            invoices,
-            parsed: r.try_get("parsed")?,
-        })
+        row_with(r, invoices)
     }
 
     /// Messages filtered by disposition (`unlinked`, `ignored`…) or state.
@@ -222,11 +200,22 @@ impl Store {
         let (w, vals) = super::where_eq(&[("disposition", disposition.map(super::Val::S)), ("state", state.map(super::Val::S)), ("case_id", case_id.map(super::Val::I))]);
         let sql = format!(concat!("SELECT ", msg_cols!(), " FROM messages{} ORDER BY id"), w);
         let rows = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.message_row(r).await?);
+        // The invoices of all these messages in one query, not one per row.
+        let (w, vals) = super::where_eq(&[("m.disposition", disposition.map(super::Val::S)), ("m.state", state.map(super::Val::S)), ("m.case_id", case_id.map(super::Val::I))]);
+        let sql = format!("SELECT mi.message_id, mi.invoice_number FROM message_invoices mi JOIN messages m ON m.id = mi.message_id{w} ORDER BY mi.invoice_number");
+        let links = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
+        let mut invoices: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+        for l in &links {
+            invoices.entry(l.try_get("message_id")?).or_default().push(l.try_get("invoice_number")?);
         }
-        Ok(out)
+        rows.iter().map(|r| row_with(r, invoices.remove(&r.try_get::<i64, _>("id")?).unwrap_or_default())).collect()
+    }
+
+    /// Date, direction and subject of the message with this Message-ID: a
+    /// line of a call brief's history.
+    pub async fn history_line_of(&self, mid: &str) -> Result<Option<(Option<i64>, String, Option<String>)>> {
+        let r = sqlx::query("SELECT date_at, direction, subject FROM messages WHERE message_id = $1").bind(mid).fetch_optional(&self.pool).await?;
+        r.map(|r| Ok((r.try_get("date_at")?, r.try_get("direction")?, r.try_get("subject")?))).transpose()
     }
 
     /// The last `limit` messages of a case (date, direction, subject), oldest
@@ -309,4 +298,28 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A message row from its columns and its invoices.
+fn row_with(r: &sqlx::any::AnyRow, invoices: Vec<String>) -> Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.try_get("id")?,
+        direction: r.try_get("direction")?,
+        message_id: r.try_get("message_id")?,
+        state: r.try_get("state")?,
+        subject: r.try_get("subject")?,
+        from_addr: r.try_get("from_addr")?,
+        date_at: r.try_get("date_at")?,
+        client_id: r.try_get("client_id")?,
+        link_method: r.try_get("link_method")?,
+        link_confidence: r.try_get("link_confidence")?,
+        category: r.try_get("category")?,
+        classification: r.try_get("classification")?,
+        disposition: r.try_get("disposition")?,
+        owner_id: r.try_get("owner_id")?,
+        case_id: r.try_get("case_id")?,
+        last_error: r.try_get("last_error")?,
+        invoices,
+        parsed: r.try_get("parsed")?,
+    })
 }

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod apikeys;
 pub mod cases;
+pub mod cluster;
 pub mod einvoices;
 pub mod ledger;
 pub mod mailboxes;

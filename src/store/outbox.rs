@@ -20,6 +20,8 @@ pub struct OutboxRow {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub sent_at: Option<i64>,
+    /// The instance sending it (see `store::cluster`).
+    pub claimed_by: Option<String>,
 }
 
 fn row(r: &sqlx::any::AnyRow) -> Result<OutboxRow> {
@@ -35,10 +37,11 @@ fn row(r: &sqlx::any::AnyRow) -> Result<OutboxRow> {
         next_attempt_at: r.try_get("next_attempt_at")?,
         last_error: r.try_get("last_error")?,
         sent_at: r.try_get("sent_at")?,
+        claimed_by: r.try_get("claimed_by")?,
     })
 }
 
-const COLS: &str = "id, draft_id, message_id, from_addr, to_addrs, raw, status, attempts, next_attempt_at, last_error, sent_at";
+const COLS: &str = "id, draft_id, message_id, from_addr, to_addrs, raw, status, attempts, next_attempt_at, last_error, sent_at, claimed_by";
 
 impl Store {
     /// Queues the exact bytes of an approved draft (approval's transaction).
@@ -62,16 +65,21 @@ impl Store {
         }
     }
 
-    /// Claims the next row due for sending (marks it `sending`).
-    pub async fn claim_outbox(&self) -> Result<Option<OutboxRow>> {
+    /// Claims the next row due for sending (marks it `sending`, by
+    /// `claimer`: the instance id under `serve`, None for the one-shot
+    /// `send`). On PostgreSQL the row is picked `FOR UPDATE SKIP LOCKED`, so
+    /// instances claiming at the same moment each get a different row and
+    /// never wait for one another; the `status = 'queued'` guard keeps a row
+    /// from being claimed twice on either backend.
+    pub async fn claim_outbox(&self, claimer: Option<&str>) -> Result<Option<OutboxRow>> {
         let lock = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
-            "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = \
+            "UPDATE outbox SET status = 'sending', attempts = attempts + 1, claimed_by = $2 WHERE id = \
              (SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1 ORDER BY id LIMIT 1{lock}) \
              AND status = 'queued' RETURNING {COLS}"
         );
         let mut tx = self.begin().await?;
-        let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now()).fetch_optional(&mut *tx).await?;
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now()).bind(claimer).fetch_optional(&mut *tx).await?;
         tx.commit().await?;
         r.as_ref().map(row).transpose()
     }

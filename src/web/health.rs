@@ -1,6 +1,7 @@
 //! web::health: `/healthz` (the database answers), `/metrics` in the
 //! Prometheus text format (counts read from the database, so every instance
-//! on one PostgreSQL reports the same), and the desk's one stylesheet.
+//! on one PostgreSQL reports the same, instances and leases included), and
+//! the desk's one stylesheet.
 
 use super::WebState;
 use crate::store::StoreError;
@@ -54,6 +55,14 @@ pub async fn render_metrics(state: &WebState) -> Result<String, StoreError> {
         ],
     );
     metric("dispute_desk_cases_open", "gauge", "Cases not resolved.", vec![(String::new(), one("SELECT COUNT(*) FROM cases WHERE status <> 'resolved'").await?)]);
+    // Several instances (see cluster.rs): who is alive, and each lease.
+    let now = state.store.db_now_ms().await?;
+    let ttl = state.cfg.cluster.timing().ttl_ms();
+    let alive = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM instances WHERE stopped_at IS NULL AND heartbeat_at + $1 >= $2").bind(ttl).bind(now).fetch_one(pool).await?;
+    metric("dispute_desk_instances_alive", "gauge", "Serve instances with a recent heartbeat.", vec![(String::new(), alive)]);
+    let leases = sqlx::query_as::<_, (String, i64, i64)>("SELECT name, expires_at, takeovers FROM leases ORDER BY name").fetch_all(pool).await?;
+    metric("dispute_desk_lease_held", "gauge", "1 while an instance holds the lease (a mailbox is watched).", leases.iter().map(|(n, e, _)| (format!("{{lease=\"{n}\"}}"), i64::from(*e > now))).collect());
+    metric("dispute_desk_lease_takeovers_total", "counter", "Times a lease passed to another instance after it expired or was released.", leases.iter().map(|(n, _, t)| (format!("{{lease=\"{n}\"}}"), *t)).collect());
     Ok(out)
 }
 
