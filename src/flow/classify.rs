@@ -32,6 +32,9 @@ pub struct Facts {
     pub asks: Vec<Ask>,
     /// `neutral`, `firm` or `angry`, when it can be told.
     pub tone: Option<String>,
+    /// The invoice lines the client names as disputed (LLM classifier only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disputed_lines: Vec<String>,
 }
 
 /// A classification with its reasons (which rules fired).

@@ -11,6 +11,7 @@ pub mod cases;
 pub mod einvoices;
 pub mod ledger;
 pub mod mailboxes;
+pub mod llm_calls;
 pub mod messages;
 pub mod outbox;
 pub mod workflow;
