@@ -9,6 +9,7 @@ use crate::domain::{Language, Money};
 use crate::flow::draft::{DraftFacts, DraftText, Drafter};
 use crate::flow::link::normalise_number;
 use crate::llm::openai::{ChatRequest, LlmClient, Task};
+use crate::llm::prompt::{Prompt, PromptError};
 use crate::store::llm_calls::Outcome;
 use regex::Regex;
 use std::collections::BTreeSet;
@@ -21,10 +22,8 @@ const EMBEDDED: &str = include_str!("../../prompts/draft.v1.tera");
 
 #[derive(Debug, thiserror::Error)]
 pub enum LlmDraftError {
-    #[error("cannot read prompt {file}: {source}")]
-    Read { file: String, source: std::io::Error },
-    #[error("invalid prompt {name}: {reason}")]
-    Template { name: String, reason: String },
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
     #[error("model call failed: {0}")]
     Call(String),
     #[error("draft refused twice: {0}")]
@@ -117,18 +116,12 @@ pub fn ungrounded(text: &str, allowed: &Allowed) -> Vec<String> {
 /// Writes drafts with the model.
 pub struct LlmDrafter {
     client: Arc<LlmClient>,
-    tera: tera::Tera,
+    prompt: Prompt,
 }
 
 impl LlmDrafter {
     pub fn new(client: Arc<LlmClient>, prompts_dir: Option<&Path>) -> Result<LlmDrafter, LlmDraftError> {
-        let text = match prompts_dir.map(|d| d.join(format!("{PROMPT}.tera"))) {
-            Some(p) if p.exists() => std::fs::read_to_string(&p).map_err(|source| LlmDraftError::Read { file: p.display().to_string(), source })?,
-            _ => EMBEDDED.to_string(),
-        };
-        let mut tera = tera::Tera::default();
-        tera.add_raw_template(PROMPT, &text).map_err(|e| LlmDraftError::Template { name: PROMPT.into(), reason: e.to_string() })?;
-        Ok(LlmDrafter { client, tera })
+        Ok(LlmDrafter { client, prompt: Prompt::load(prompts_dir, PROMPT, EMBEDDED)? })
     }
 
     fn prompt(&self, drafter: &Drafter, kind: Kind, f: &DraftFacts, reference: &DraftText) -> Result<(String, String), LlmDraftError> {
@@ -138,11 +131,7 @@ impl LlmDrafter {
         // The reply template holds facts only; the brief's lists earlier
         // subjects (client text), so it is not given to the model.
         c.insert("reference", if kind == Kind::Reply { reference.body.as_str() } else { "" });
-        let text = self.tera.render(PROMPT, &c).map_err(|e| LlmDraftError::Template { name: PROMPT.into(), reason: e.to_string() })?;
-        match text.trim_start().split_once("=== USER ===") {
-            Some((s, u)) => Ok((s.trim().to_string(), u.trim().to_string())),
-            None => Err(LlmDraftError::Template { name: PROMPT.into(), reason: "no \"=== USER ===\" line".into() }),
-        }
+        Ok(self.prompt.render(&c)?)
     }
 
     /// A grounded draft from the model, or why the template draft stays.
