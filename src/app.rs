@@ -35,7 +35,7 @@ pub async fn pipeline(cfg: &Config, store: Store, policy: Policy) -> Result<Pipe
         return Ok(Pipeline::new(store, policy, Box::new(rules), drafter, cfg.company.clone()).await?);
     }
     let client = std::sync::Arc::new(LlmClient::new(cfg.llm.clone(), Some(store.clone())).context("configuring the llm client")?);
-    let classifier: Box<dyn Classifier> = Box::new(LlmClassifier::new(client.clone(), rules, cfg.prompts_dir.as_deref(), &cfg.company.name).context("loading prompts/classify.v1.tera")?);
+    let classifier: Box<dyn Classifier> = Box::new(LlmClassifier::new(client.clone(), rules, cfg.prompts_dir.as_deref(), &cfg.company.name).context("loading prompts/classify.v2.tera")?);
     let mut p = Pipeline::new(store, policy, classifier, drafter, cfg.company.clone()).await?;
     if cfg.llm.draft {
         p.llm_drafter = Some(LlmDrafter::new(client, cfg.prompts_dir.as_deref()).context("loading prompts/draft.v1.tera")?);

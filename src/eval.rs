@@ -6,6 +6,7 @@
 
 use crate::config::Config;
 use crate::domain::Category;
+use crate::flow::classify::Classification;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -60,6 +61,8 @@ pub struct LlmStats {
     pub model: String,
     /// Inbound messages classified by the model's answer.
     pub by_model: usize,
+    /// Of those, the labelled ones whose category the model got right.
+    pub by_model_correct: usize,
     /// Inbound messages where the model was called but the rules decided
     /// (invalid twice, error, low confidence).
     pub fallbacks: usize,
@@ -69,7 +72,8 @@ pub struct LlmStats {
     pub calls: usize,
     pub invalid_calls: usize,
     pub error_calls: usize,
-    /// Tokens (input + output) per classification call.
+    /// Tokens (input + output) per message that reached the model, retries
+    /// included; latency likewise (first request to last answer).
     pub tokens_median: i64,
     pub tokens_p95: i64,
     pub latency_ms_median: i64,
@@ -192,8 +196,10 @@ pub async fn run(corpus: &Path, base: &Config) -> Result<Report> {
 
     let llm_stats = if cfg.llm.enabled() {
         let mut st = LlmStats { model: cfg.llm.model_for(crate::llm::openai::Task::Classify).to_string(), ..Default::default() };
+        let (mut tokens, mut lat) = (Vec::new(), Vec::new());
         for m in by_file.values() {
-            let src = m.classification.as_deref().and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok()).and_then(|c| c.get("source").and_then(|s| s.as_str()).map(String::from)).unwrap_or_default();
+            let c: Option<Classification> = m.classification.as_deref().and_then(|c| serde_json::from_str(c).ok());
+            let src = c.as_ref().map(|c| c.source.as_str()).unwrap_or_default();
             if src.starts_with("llm:") {
                 st.by_model += 1;
             } else if src == "rules:llm-fallback" {
@@ -201,13 +207,23 @@ pub async fn run(corpus: &Path, base: &Config) -> Result<Report> {
             } else {
                 st.skipped += 1;
             }
+            // Per message that reached the model, retries included.
+            if let Some(u) = c.as_ref().and_then(|c| c.model_usage).filter(|u| u.calls > 0) {
+                tokens.push(u.input_tokens + u.output_tokens);
+                lat.push(u.latency_ms);
+            }
+        }
+        // How often the model's own answers (not the rules') were right.
+        for l in &labels {
+            let Some(m) = by_file.get(&l.file) else { continue };
+            if m.classification.as_deref().and_then(|c| serde_json::from_str::<Classification>(c).ok()).is_some_and(|c| c.source.starts_with("llm:")) && m.category.as_deref() == Some(l.category.as_str()) {
+                st.by_model_correct += 1;
+            }
         }
         let calls: Vec<_> = store.llm_calls().await?.into_iter().filter(|c| c.task == "classify" && c.outcome != "fallback").collect();
         st.calls = calls.len();
         st.invalid_calls = calls.iter().filter(|c| c.outcome == "invalid").count();
         st.error_calls = calls.iter().filter(|c| c.outcome == "error").count();
-        let mut tokens: Vec<i64> = calls.iter().map(|c| c.input_tokens + c.output_tokens).collect();
-        let mut lat: Vec<i64> = calls.iter().map(|c| c.latency_ms).collect();
         (st.tokens_median, st.tokens_p95) = (pct(&mut tokens, 0.5), pct(&mut tokens, 0.95));
         (st.latency_ms_median, st.latency_ms_p95) = (pct(&mut lat, 0.5), pct(&mut lat, 0.95));
         Some(st)
@@ -276,7 +292,8 @@ pub fn render(r: &Report) -> String {
     if let Some(l) = &r.llm {
         let n = (l.by_model + l.fallbacks + l.skipped).max(1) as f64;
         let _ = writeln!(s, "model {}: classified {} ({:.0} %), rules fallback {} ({:.0} %), skipped the model {} ({:.0} %)", l.model, l.by_model, 100.0 * l.by_model as f64 / n, l.fallbacks, 100.0 * l.fallbacks as f64 / n, l.skipped, 100.0 * l.skipped as f64 / n);
-        let _ = writeln!(s, "  {} calls ({} invalid, {} errors); tokens per call median {} p95 {}; latency median {} ms p95 {} ms", l.calls, l.invalid_calls, l.error_calls, l.tokens_median, l.tokens_p95, l.latency_ms_median, l.latency_ms_p95);
+        let _ = writeln!(s, "  the model's own answers: {} of {} right ({:.3})", l.by_model_correct, l.by_model, l.by_model_correct as f64 / l.by_model.max(1) as f64);
+        let _ = writeln!(s, "  {} calls ({} invalid, {} errors); per message sent to the model: tokens median {} p95 {}, latency median {} ms p95 {} ms", l.calls, l.invalid_calls, l.error_calls, l.tokens_median, l.tokens_p95, l.latency_ms_median, l.latency_ms_p95);
     }
     let _ = writeln!(s, "\nper category (precision recall f1 support):");
     for (c, v) in &r.per_category {

@@ -8,8 +8,9 @@
 //! the policies and the approval gate.
 
 use crate::domain::{Category, Language, Money};
-use crate::flow::classify::{Ask, Classification, Classifier, ClassifyInput, Facts};
+use crate::flow::classify::{Ask, Classification, Classifier, ClassifyInput, Facts, ModelUsage};
 use crate::llm::openai::{ChatRequest, LlmClient, Task};
+use crate::llm::prompt::{Prompt, PromptError};
 use crate::llm::rules::RulesClassifier;
 use crate::store::llm_calls::Outcome;
 use chrono::NaiveDate;
@@ -20,18 +21,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 /// The prompt's name and version, recorded with every result and call.
-pub const PROMPT: &str = "classify.v1";
-const EMBEDDED: &str = include_str!("../../prompts/classify.v1.tera");
+pub const PROMPT: &str = "classify.v2";
+const EMBEDDED: &str = include_str!("../../prompts/classify.v2.tera");
 /// The mail given to the model is cut here (characters).
-const MAX_BODY: usize = 6000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClassifyError {
-    #[error("cannot read prompt {file}: {source}")]
-    Read { file: String, source: std::io::Error },
-    #[error("invalid prompt {name}: {reason}")]
-    Template { name: String, reason: String },
-}
+const MAX_BODY: usize = 4000;
 
 /// Why an answer was refused (also sent back to the model for its retry).
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -40,7 +33,7 @@ pub enum Invalid {
     Json(String),
     #[error("confidence {0} is not between 0 and 1")]
     Confidence(f32),
-    #[error("disputed_amount {0:?} is not an amount like \"480.00\"")]
+    #[error("disputed_amount {0:?} is not an amount like 480.00")]
     Amount(String),
     #[error("promised_date {0:?} is not a date YYYY-MM-DD")]
     Date(String),
@@ -48,6 +41,8 @@ pub enum Invalid {
     Tone(String),
     #[error("justification is empty")]
     Justification,
+    #[error("answer cut at max_tokens ({0}): answer with a shorter object")]
+    Truncated(u32),
 }
 
 /// The answer as the schema describes it.
@@ -78,10 +73,10 @@ pub fn schema() -> serde_json::Value {
             "category": {"type": "string", "enum": cats},
             "confidence": {"type": "number"},
             "justification": {"type": "string"},
-            "disputed_amount": {"type": ["string", "null"]},
-            "disputed_lines": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
+            "disputed_amount": {"type": ["number", "null"]},
+            "disputed_lines": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
             "promised_date": {"type": ["string", "null"]},
-            "asks": {"type": "array", "items": {"type": "string", "enum": ASKS}, "maxItems": 4},
+            "asks": {"type": "array", "items": {"type": "string", "enum": ASKS}, "maxItems": 3},
             "language": {"type": "string", "enum": ["fr", "en"]},
             "tone": {"type": "string", "enum": ["neutral", "firm", "angry"]}
         }
@@ -129,6 +124,7 @@ pub fn validate(text: &str, model: &str) -> Result<Classification, Invalid> {
         reasons: vec![format!("justification: {}", one_line(justification))],
         facts: Facts { disputed_amount, promised_date, language: a.language, asks, tone, disputed_lines: a.disputed_lines.into_iter().map(|l| one_line(&l)).filter(|l| !l.is_empty()).take(5).collect() },
         source: format!("llm:{model}"),
+        model_usage: None,
     })
 }
 
@@ -141,24 +137,18 @@ fn one_line(s: &str) -> String {
 pub struct LlmClassifier {
     client: Arc<LlmClient>,
     rules: RulesClassifier,
-    tera: tera::Tera,
+    prompt: Prompt,
     company: String,
 }
 
 impl LlmClassifier {
-    /// `prompts_dir/classify.v1.tera` when present, else the embedded prompt.
-    pub fn new(client: Arc<LlmClient>, rules: RulesClassifier, prompts_dir: Option<&Path>, company: &str) -> Result<LlmClassifier, ClassifyError> {
-        let text = match prompts_dir.map(|d| d.join(format!("{PROMPT}.tera"))) {
-            Some(p) if p.exists() => std::fs::read_to_string(&p).map_err(|source| ClassifyError::Read { file: p.display().to_string(), source })?,
-            _ => EMBEDDED.to_string(),
-        };
-        let mut tera = tera::Tera::default();
-        tera.add_raw_template(PROMPT, &text).map_err(|e| ClassifyError::Template { name: PROMPT.into(), reason: e.to_string() })?;
-        Ok(LlmClassifier { client, rules, tera, company: company.to_string() })
+    /// `prompts_dir/classify.v2.tera` when present, else the embedded prompt.
+    pub fn new(client: Arc<LlmClient>, rules: RulesClassifier, prompts_dir: Option<&Path>, company: &str) -> Result<LlmClassifier, PromptError> {
+        Ok(LlmClassifier { client, rules, prompt: Prompt::load(prompts_dir, PROMPT, EMBEDDED)?, company: company.to_string() })
     }
 
     /// The system and user messages for one message.
-    pub fn prompt(&self, input: &ClassifyInput<'_>) -> Result<(String, String), ClassifyError> {
+    pub fn prompt(&self, input: &ClassifyInput<'_>) -> Result<(String, String), PromptError> {
         let m = input.message;
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         // The client cannot close the delimiters: it does not know the nonce,
@@ -178,12 +168,7 @@ impl LlmClassifier {
         c.insert("body", &defuse(&body));
         c.insert("categories", &Category::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>());
         c.insert("asks", ASKS);
-        let text = self.tera.render(PROMPT, &c).map_err(|e| ClassifyError::Template { name: PROMPT.into(), reason: e.to_string() })?;
-        let text = text.trim_start();
-        match text.split_once("=== USER ===") {
-            Some((s, u)) => Ok((s.trim().to_string(), u.trim().to_string())),
-            None => Err(ClassifyError::Template { name: PROMPT.into(), reason: "no \"=== USER ===\" line between the system and the user message".into() }),
-        }
+        self.prompt.render(&c)
     }
 
     /// Messages the rules classify with certainty never reach the model.
@@ -200,10 +185,11 @@ impl LlmClassifier {
         }
     }
 
-    fn fallback(&self, input: &ClassifyInput<'_>, why: String) -> Classification {
+    fn fallback(&self, input: &ClassifyInput<'_>, why: String, used: Option<ModelUsage>) -> Classification {
         let mut c = self.rules.classify(input);
         c.source = "rules:llm-fallback".into();
         c.reasons.insert(0, format!("llm fallback ({PROMPT}): {why}"));
+        c.model_usage = used;
         c
     }
 
@@ -215,29 +201,40 @@ impl LlmClassifier {
         }
         let (system, user) = match self.prompt(&input) {
             Ok(p) => p,
-            Err(e) => return self.fallback(&input, e.to_string()),
+            Err(e) => return self.fallback(&input, e.to_string(), None),
         };
         let model = self.client.cfg.model_for(Task::Classify).to_string();
         let mut req = ChatRequest { task: Task::Classify, prompt: PROMPT, system, user: user.clone(), schema: Some(("classification", schema())) };
         let mut last_error = String::new();
+        let t0 = std::time::Instant::now();
+        let mut used = ModelUsage::default();
         for attempt in 0..2 {
             if attempt == 1 {
                 // One retry, told what was wrong (the error names fields, not the mail).
                 req.user = format!("{user}\n\nYour previous answer was refused: {last_error}. Answer again with one JSON object that matches the schema exactly.");
             }
-            let reply = match self.client.chat(&req).await {
+            used.calls += 1;
+            let reply = self.client.chat(&req).await;
+            used.latency_ms = t0.elapsed().as_millis() as i64;
+            let reply = match reply {
                 Ok(r) => r,
                 Err(e) => {
                     self.client.record_raw(Task::Classify, PROMPT, &model, 0, 0, 0, Outcome::Fallback).await;
-                    return self.fallback(&input, format!("model call failed: {e}"));
+                    return self.fallback(&input, format!("model call failed: {e}"), Some(used));
                 }
             };
-            match validate(&reply.text, &reply.model) {
+            used.input_tokens += reply.input_tokens;
+            used.output_tokens += reply.output_tokens;
+            let checked = match validate(&reply.text, &reply.model) {
+                Err(Invalid::Json(_)) if reply.truncated => Err(Invalid::Truncated(self.client.cfg.classify_max_tokens)),
+                other => other,
+            };
+            match checked {
                 Ok(mut c) => {
                     self.client.record(&req, &reply.model, reply.input_tokens, reply.output_tokens, reply.latency_ms, Outcome::Ok).await;
                     if c.confidence < self.client.cfg.min_confidence {
                         self.client.record_raw(Task::Classify, PROMPT, &model, 0, 0, 0, Outcome::Fallback).await;
-                        return self.fallback(&input, format!("low confidence {:.2} for {} (below {:.2})", c.confidence, c.category, self.client.cfg.min_confidence));
+                        return self.fallback(&input, format!("low confidence {:.2} for {} (below {:.2})", c.confidence, c.category, self.client.cfg.min_confidence), Some(used));
                     }
                     let quoted = quotes_found(&c.reasons[0], input.message);
                     c.reasons.push(format!("prompt: {PROMPT}"));
@@ -245,6 +242,7 @@ impl LlmClassifier {
                     if attempt == 1 {
                         c.reasons.push(format!("valid on retry after: {last_error}"));
                     }
+                    c.model_usage = Some(used);
                     return c;
                 }
                 Err(e) => {
@@ -255,7 +253,7 @@ impl LlmClassifier {
             }
         }
         self.client.record_raw(Task::Classify, PROMPT, &model, 0, 0, 0, Outcome::Fallback).await;
-        self.fallback(&input, format!("invalid answer twice: {last_error}"))
+        self.fallback(&input, format!("invalid answer twice: {last_error}"), Some(used))
     }
 }
 
@@ -292,6 +290,9 @@ mod tests {
         assert_eq!(c.facts.disputed_lines, vec!["ligne 2".to_string()]);
         assert_eq!(c.source, "llm:m");
         assert!(validate(&format!("```json\n{GOOD}\n```"), "m").is_ok());
+        // The schema asks for a number; a string is still read (JSON mode).
+        let n = validate(&GOOD.replace("\"480,00\"", "480.5"), "m").unwrap();
+        assert_eq!(n.facts.disputed_amount, Some(Money(48050)));
     }
 
     #[test]

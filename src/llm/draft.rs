@@ -28,6 +28,8 @@ pub enum LlmDraftError {
     Call(String),
     #[error("draft refused twice: {0}")]
     Ungrounded(String),
+    #[error("draft cut at max_tokens ({0}): not a whole text")]
+    Truncated(u32),
 }
 
 /// Which draft.
@@ -152,6 +154,14 @@ impl LlmDrafter {
                     return Err(LlmDraftError::Call(e.to_string()));
                 }
             };
+            if r.truncated {
+                // A text cut at the bound is no reply; at temperature 0 the
+                // same prompt would loop the same way, so no second try.
+                self.client.record(&req, &r.model, r.input_tokens, r.output_tokens, r.latency_ms, Outcome::Invalid).await;
+                self.client.record_raw(Task::Draft, PROMPT, &model, 0, 0, 0, Outcome::Fallback).await;
+                tracing::warn!(kind = kind.as_str(), "llm draft refused: cut at max_tokens");
+                return Err(LlmDraftError::Truncated(self.client.cfg.max_tokens));
+            }
             let body = r.text.trim().to_string();
             let bad = ungrounded(&body, &allowed);
             let bad = if body.len() < 20 { vec!["an empty text".to_string()] } else { bad };

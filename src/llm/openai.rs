@@ -9,7 +9,7 @@ use crate::store::llm_calls::{CallRow, Outcome};
 use crate::store::Store;
 use async_openai::config::OpenAIConfig;
 use async_openai::types::chat::{
-    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage, CreateChatCompletionRequest, ResponseFormat,
+    ChatCompletionRequestMessage, ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage, CreateChatCompletionRequest, FinishReason, ResponseFormat,
     ResponseFormatJsonSchema,
 };
 use serde::{Deserialize, Serialize};
@@ -98,7 +98,13 @@ pub struct LlmConfig {
     pub draft: bool,
     /// Below this confidence the rules decide (and the case says so).
     pub min_confidence: f32,
+    /// Bound on a draft's answer, in tokens; a draft cut there is refused.
     pub max_tokens: u32,
+    /// Bound on a classification's answer. A valid one takes 60 to 190
+    /// tokens (SmolLM2 spends one a digit and pretty-prints); a model that
+    /// rambles inside a string is cut here (its answer is then invalid and
+    /// the rules decide) instead of running for minutes.
+    pub classify_max_tokens: u32,
     pub temperature: f32,
     /// Model name → price per million tokens.
     pub prices: BTreeMap<String, Price>,
@@ -121,7 +127,8 @@ impl Default for LlmConfig {
             structured: Structured::JsonSchema,
             draft: true,
             min_confidence: 0.3,
-            max_tokens: 600,
+            max_tokens: 300,
+            classify_max_tokens: 200,
             temperature: 0.0,
             prices: BTreeMap::new(),
         }
@@ -161,6 +168,15 @@ impl LlmConfig {
         }
     }
 
+    pub fn max_tokens_for(&self, task: Task) -> u32 {
+        match task {
+            Task::Classify => self.classify_max_tokens,
+            Task::Draft => self.max_tokens,
+            // "OK" or {"ok": true}.
+            Task::Check => 16,
+        }
+    }
+
     fn key(&self) -> Result<String, LlmError> {
         if let Some(k) = &self.api_key {
             return Ok(k.clone());
@@ -178,7 +194,7 @@ impl LlmConfig {
 /// One chat call: a system and a user message, an optional JSON schema.
 pub struct ChatRequest<'a> {
     pub task: Task,
-    /// Prompt name and version, e.g. `classify.v1`.
+    /// Prompt name and version, e.g. `classify.v2`.
     pub prompt: &'a str,
     pub system: String,
     pub user: String,
@@ -194,6 +210,8 @@ pub struct ChatReply {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub latency_ms: i64,
+    /// The answer stopped at the max_tokens bound (`finish_reason: length`).
+    pub truncated: bool,
 }
 
 /// The client: shared by the classifier and the drafter.
@@ -235,7 +253,7 @@ impl LlmClient {
                 ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(req.user.as_str())),
             ],
             response_format,
-            max_completion_tokens: Some(self.cfg.max_tokens),
+            max_completion_tokens: Some(self.cfg.max_tokens_for(req.task)),
             temperature: Some(self.cfg.temperature),
             ..Default::default()
         }
@@ -261,17 +279,21 @@ impl LlmClient {
             let err = match res {
                 Ok(Ok(r)) => {
                     let (input_tokens, output_tokens) = r.usage.as_ref().map(|u| (u.prompt_tokens as i64, u.completion_tokens as i64)).unwrap_or((0, 0));
-                    let text = r.choices.into_iter().next().and_then(|c| c.message.content).unwrap_or_default();
-                    tracing::info!(task = req.task.as_str(), prompt = req.prompt, model = %model, input_tokens, output_tokens, latency_ms, "llm call");
+                    let choice = r.choices.into_iter().next();
+                    let truncated = choice.as_ref().is_some_and(|c| c.finish_reason == Some(FinishReason::Length));
+                    let text = choice.and_then(|c| c.message.content).unwrap_or_default();
+                    tracing::info!(task = req.task.as_str(), prompt = req.prompt, model = %model, input_tokens, output_tokens, latency_ms, truncated, "llm call");
                     if text.trim().is_empty() {
                         self.record(req, &model, input_tokens, output_tokens, latency_ms, Outcome::Error).await;
                         return Err(LlmError::Empty);
                     }
-                    return Ok(ChatReply { text, model: model.clone(), input_tokens, output_tokens, latency_ms });
+                    return Ok(ChatReply { text, model: model.clone(), input_tokens, output_tokens, latency_ms, truncated });
                 }
                 Ok(Err(e)) => {
                     let transient = match &e {
-                        async_openai::error::OpenAIError::Reqwest(re) => re.is_connect() || re.is_timeout() || re.status().is_some_and(|s| s.as_u16() == 429 || s.is_server_error()),
+                        // No answer at all (refused, reset, a pooled connection
+                        // the server closed when it stopped), or 429/5xx.
+                        async_openai::error::OpenAIError::Reqwest(re) => re.is_connect() || re.is_timeout() || re.is_request() || re.status().is_some_and(|s| s.as_u16() == 429 || s.is_server_error()),
                         async_openai::error::OpenAIError::ApiError(a) => a.status_code.as_u16() == 429 || a.status_code.is_server_error(),
                         _ => false,
                     };
