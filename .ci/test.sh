@@ -57,8 +57,9 @@ export DISPUTE_DESK_TEST_PG="${DISPUTE_DESK_TEST_PG:-postgres://postgres@127.0.0
 
 # The real OpenAI-compatible server for tests/llm.rs: llama-server and the
 # SmolLM2-135M model, built/fetched once into /var/cache/dispute-desk (outside
-# the clone, keyed by version). The tests start the server themselves on a free
-# port. If it cannot be had, stop here: the LLM tests must fail, not skip.
+# the clone, keyed by version). tests/llm.rs starts the server itself on a free
+# port (one shared by its tests, one more that a test stops). If it cannot be
+# had, stop here: the LLM tests must fail, not skip.
 llm_paths=$(bash .ci/llm-server.sh) || { echo "test.sh: .ci/llm-server.sh could not provide llama-server and its model" >&2; exit 1; }
 DISPUTE_DESK_LLAMA_SERVER=$(echo "$llm_paths" | sed -n 's/^LLAMA_SERVER=//p')
 DISPUTE_DESK_LLAMA_MODEL=$(echo "$llm_paths" | sed -n 's/^LLAMA_MODEL=//p')
