@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: makes sure the PostgreSQL server the
-# tests use is installed and running and that Dovecot is installed (tests/imap.rs
-# starts its own throwaway instances), then runs every test (unit and
-# integration: SQLite, PostgreSQL, the in-process SMTP server, Dovecot, ../shared
-# sets when present).
+# tests use is installed and running, that Dovecot is installed (tests/imap.rs
+# starts its own throwaway instances) and that llama-server and its model are
+# built/fetched (tests/llm.rs starts its own), then runs every test (unit and
+# integration: SQLite, PostgreSQL, the in-process SMTP server, Dovecot, a real
+# llama-server for the LLM path, ../shared sets when present).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,4 +54,14 @@ export DISPUTE_DESK_SCREENSHOTS="${DISPUTE_DESK_SCREENSHOTS:-$PWD/target/screens
 mkdir -p "$DISPUTE_DESK_SCREENSHOTS"
 
 export DISPUTE_DESK_TEST_PG="${DISPUTE_DESK_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+# The real OpenAI-compatible server for tests/llm.rs: llama-server and the
+# SmolLM2-135M model, built/fetched once into /var/cache/dispute-desk (outside
+# the clone, keyed by version). tests/llm.rs starts the server itself on a free
+# port (one shared by its tests, one more that a test stops). If it cannot be
+# had, stop here: the LLM tests must fail, not skip.
+llm_paths=$(bash .ci/llm-server.sh) || { echo "test.sh: .ci/llm-server.sh could not provide llama-server and its model" >&2; exit 1; }
+DISPUTE_DESK_LLAMA_SERVER=$(echo "$llm_paths" | sed -n 's/^LLAMA_SERVER=//p')
+DISPUTE_DESK_LLAMA_MODEL=$(echo "$llm_paths" | sed -n 's/^LLAMA_MODEL=//p')
+export DISPUTE_DESK_LLAMA_SERVER DISPUTE_DESK_LLAMA_MODEL
 cargo test --locked -- --test-threads=2

@@ -7,6 +7,10 @@ use crate::flow::draft::Drafter;
 use crate::flow::ingest::{self, Ingested, Origin};
 use crate::flow::pipeline::{Outcome, Pipeline};
 use crate::ledger;
+use crate::flow::classify::Classifier;
+use crate::llm::classify::LlmClassifier;
+use crate::llm::draft::LlmDrafter;
+use crate::llm::openai::LlmClient;
 use crate::llm::rules::RulesClassifier;
 use crate::mail::maildir;
 use crate::policy::Policy;
@@ -21,11 +25,22 @@ pub async fn open(cfg: &Config) -> Result<(Store, Policy)> {
     Ok((store, policy))
 }
 
-/// The flow with the offline rules classifier.
+/// The flow: the offline rules classifier and the templates by default; with
+/// `[llm] provider = "openai"`, the model classifies (rules as the fallback)
+/// and, with `[llm] draft = true`, rewrites the template drafts.
 pub async fn pipeline(cfg: &Config, store: Store, policy: Policy) -> Result<Pipeline> {
     let rules = RulesClassifier::from_toml(&policy.classifier_toml).context("compiling policies/classifier.toml")?;
     let drafter = Drafter::load(cfg.prompts_dir.as_deref()).context("loading prompts")?;
-    Ok(Pipeline::new(store, policy, Box::new(rules), drafter, cfg.company.clone()).await?)
+    if !cfg.llm.enabled() {
+        return Ok(Pipeline::new(store, policy, Box::new(rules), drafter, cfg.company.clone()).await?);
+    }
+    let client = std::sync::Arc::new(LlmClient::new(cfg.llm.clone(), Some(store.clone())).context("configuring the llm client")?);
+    let classifier: Box<dyn Classifier> = Box::new(LlmClassifier::new(client.clone(), rules, cfg.prompts_dir.as_deref(), &cfg.company.name).context("loading prompts/classify.v2.tera")?);
+    let mut p = Pipeline::new(store, policy, classifier, drafter, cfg.company.clone()).await?;
+    if cfg.llm.draft {
+        p.llm_drafter = Some(LlmDrafter::new(client, cfg.prompts_dir.as_deref()).context("loading prompts/draft.v1.tera")?);
+    }
+    Ok(p)
 }
 
 fn read(path: &Path) -> Result<String> {

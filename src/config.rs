@@ -2,6 +2,7 @@
 //! environment variables (`DISPUTE_DESK_*`). Secrets are never printed.
 
 use crate::flow::pipeline::Company;
+use crate::llm::openai::{LlmConfig, Structured};
 use crate::mail::imap::MailboxConfig;
 use crate::mail::smtp::{SmtpConfig, TlsMode};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,8 @@ pub struct Config {
     pub webhooks: Vec<crate::webhooks::WebhookConfig>,
     /// Several instances on one database: takeover time, daily reminder time.
     pub cluster: crate::cluster::ClusterConfig,
+    /// The model: `provider = "rules"` (default, offline) or `"openai"`.
+    pub llm: LlmConfig,
 }
 
 /// Settings of the web desk (src/web).
@@ -86,6 +89,7 @@ impl Default for Config {
             web: WebConfig::default(),
             webhooks: vec![],
             cluster: crate::cluster::ClusterConfig::default(),
+            llm: LlmConfig::default(),
         }
     }
 }
@@ -134,6 +138,27 @@ impl Config {
                 "DISPUTE_DESK_SMTP_PASSWORD" => self.smtp.password = Some(v.clone()),
                 "DISPUTE_DESK_WEB_LISTEN" => self.web.listen = v.clone(),
                 "DISPUTE_DESK_WEB_SECURE_COOKIES" => self.web.secure_cookies = matches!(v.as_str(), "1" | "true" | "yes"),
+                "DISPUTE_DESK_LLM_PROVIDER" => match v.as_str() {
+                    "rules" | "openai" => self.llm.provider = v.clone(),
+                    _ => return Err(bad("expected rules or openai")),
+                },
+                "DISPUTE_DESK_LLM_BASE_URL" => self.llm.base_url = v.clone(),
+                "DISPUTE_DESK_LLM_MODEL" => self.llm.model = v.clone(),
+                "DISPUTE_DESK_LLM_CLASSIFY_MODEL" => self.llm.classify_model = Some(v.clone()),
+                "DISPUTE_DESK_LLM_DRAFT_MODEL" => self.llm.draft_model = Some(v.clone()),
+                "DISPUTE_DESK_LLM_API_KEY" => self.llm.api_key = Some(v.clone()),
+                "DISPUTE_DESK_LLM_API_KEY_FILE" => self.llm.api_key_file = Some(PathBuf::from(v)),
+                "DISPUTE_DESK_LLM_TIMEOUT_SECS" => self.llm.timeout_secs = v.parse().map_err(|_| bad("expected seconds"))?,
+                "DISPUTE_DESK_LLM_RETRIES" => self.llm.retries = v.parse().map_err(|_| bad("expected a number"))?,
+                "DISPUTE_DESK_LLM_MAX_CONCURRENT" => self.llm.max_concurrent = v.parse().map_err(|_| bad("expected a number"))?,
+                "DISPUTE_DESK_LLM_DRAFT" => self.llm.draft = v.parse().map_err(|_| bad("expected true or false"))?,
+                "DISPUTE_DESK_LLM_STRUCTURED" => {
+                    self.llm.structured = match v.as_str() {
+                        "json_schema" => Structured::JsonSchema,
+                        "json_object" => Structured::JsonObject,
+                        _ => return Err(bad("expected json_schema or json_object")),
+                    }
+                }
                 _ => {}
             }
         }
@@ -186,6 +211,13 @@ mod tests {
         assert_eq!(c.smtp.port, 2525);
         assert!(!format!("{c:?}").contains("s3cret"));
         assert!(c.apply_env(&[("DISPUTE_DESK_SMTP_PORT".into(), "x".into())]).is_err());
+        assert!(!c.llm.enabled(), "the rules classifier is the default");
+        c.apply_env(&[("DISPUTE_DESK_LLM_PROVIDER".into(), "openai".into()), ("DISPUTE_DESK_LLM_API_KEY".into(), "sk-llm-s3cret".into()), ("DISPUTE_DESK_LLM_CLASSIFY_MODEL".into(), "small".into())]).unwrap();
+        assert!(c.llm.enabled() && c.llm.classify_model.as_deref() == Some("small"));
+        assert!(!format!("{c:?}").contains("sk-llm-s3cret") && !serde_json::to_string(&c).unwrap().contains("sk-llm-s3cret"));
+        let l: Config = toml::from_str("[llm]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:8080/v1\"\nmodel = \"m\"\ndraft_model = \"big\"\n[llm.prices.m]\ninput_per_m = 0.15\noutput_per_m = 0.6\n").unwrap();
+        assert_eq!(l.llm.prices["m"].output_per_m, 0.6);
+        assert!(toml::from_str::<Config>("[llm]\napi_key = \"x\"\n").is_err(), "the key is not read from the file itself");
         std::fs::write(&f, "bogus_key = 1\n").unwrap();
         assert!(matches!(Config::load(Some(&f)), Err(ConfigError::Invalid { .. })));
     }

@@ -6,6 +6,7 @@
 
 use crate::config::Config;
 use crate::domain::Category;
+use crate::flow::classify::Classification;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -49,6 +50,42 @@ pub struct Report {
     pub misses: Vec<Miss>,
     pub ingest_seconds: f64,
     pub messages_per_second: f64,
+    /// With `--llm`: how the model did (None with the rules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmStats>,
+}
+
+/// The model's share of the work and its cost in tokens and time.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LlmStats {
+    pub model: String,
+    /// Inbound messages classified by the model's answer.
+    pub by_model: usize,
+    /// Of those, the labelled ones whose category the model got right.
+    pub by_model_correct: usize,
+    /// Inbound messages where the model was called but the rules decided
+    /// (invalid twice, error, low confidence).
+    pub fallbacks: usize,
+    /// Inbound messages that never reached the model (auto-replies, bounces, lists).
+    pub skipped: usize,
+    /// Classification calls (including the retries) and their outcomes.
+    pub calls: usize,
+    pub invalid_calls: usize,
+    pub error_calls: usize,
+    /// Tokens (input + output) per message that reached the model, retries
+    /// included; latency likewise (first request to last answer).
+    pub tokens_median: i64,
+    pub tokens_p95: i64,
+    pub latency_ms_median: i64,
+    pub latency_ms_p95: i64,
+}
+
+fn pct(v: &mut [i64], p: f64) -> i64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
 struct Label {
@@ -157,6 +194,43 @@ pub async fn run(corpus: &Path, base: &Config) -> Result<Report> {
         }
     }
 
+    let llm_stats = if cfg.llm.enabled() {
+        let mut st = LlmStats { model: cfg.llm.model_for(crate::llm::openai::Task::Classify).to_string(), ..Default::default() };
+        let (mut tokens, mut lat) = (Vec::new(), Vec::new());
+        for m in by_file.values() {
+            let c: Option<Classification> = m.classification.as_deref().and_then(|c| serde_json::from_str(c).ok());
+            let src = c.as_ref().map(|c| c.source.as_str()).unwrap_or_default();
+            if src.starts_with("llm:") {
+                st.by_model += 1;
+            } else if src == "rules:llm-fallback" {
+                st.fallbacks += 1;
+            } else {
+                st.skipped += 1;
+            }
+            // Per message that reached the model, retries included.
+            if let Some(u) = c.as_ref().and_then(|c| c.model_usage).filter(|u| u.calls > 0) {
+                tokens.push(u.input_tokens + u.output_tokens);
+                lat.push(u.latency_ms);
+            }
+        }
+        // How often the model's own answers (not the rules') were right.
+        for l in &labels {
+            let Some(m) = by_file.get(&l.file) else { continue };
+            if m.classification.as_deref().and_then(|c| serde_json::from_str::<Classification>(c).ok()).is_some_and(|c| c.source.starts_with("llm:")) && m.category.as_deref() == Some(l.category.as_str()) {
+                st.by_model_correct += 1;
+            }
+        }
+        let calls: Vec<_> = store.llm_calls().await?.into_iter().filter(|c| c.task == "classify" && c.outcome != "fallback").collect();
+        st.calls = calls.len();
+        st.invalid_calls = calls.iter().filter(|c| c.outcome == "invalid").count();
+        st.error_calls = calls.iter().filter(|c| c.outcome == "error").count();
+        (st.tokens_median, st.tokens_p95) = (pct(&mut tokens, 0.5), pct(&mut tokens, 0.95));
+        (st.latency_ms_median, st.latency_ms_p95) = (pct(&mut lat, 0.5), pct(&mut lat, 0.95));
+        Some(st)
+    } else {
+        None
+    };
+
     // Macro-F1 over the categories that occur in the labels or predictions.
     let mut classes: BTreeSet<String> = confusion.keys().cloned().collect();
     for row in confusion.values() {
@@ -191,6 +265,7 @@ pub async fn run(corpus: &Path, base: &Config) -> Result<Report> {
         misses,
         ingest_seconds: secs,
         messages_per_second: if secs > 0.0 { ingested as f64 / secs } else { 0.0 },
+        llm: llm_stats,
     })
 }
 
@@ -214,6 +289,12 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s, "category macro-F1  {:.3}", r.category_macro_f1);
     let _ = writeln!(s, "owner accuracy     {:.3}", r.owner_accuracy);
     let _ = writeln!(s, "non-business mail  {} messages, {} opened a case", r.non_business, r.non_business_cases);
+    if let Some(l) = &r.llm {
+        let n = (l.by_model + l.fallbacks + l.skipped).max(1) as f64;
+        let _ = writeln!(s, "model {}: classified {} ({:.0} %), rules fallback {} ({:.0} %), skipped the model {} ({:.0} %)", l.model, l.by_model, 100.0 * l.by_model as f64 / n, l.fallbacks, 100.0 * l.fallbacks as f64 / n, l.skipped, 100.0 * l.skipped as f64 / n);
+        let _ = writeln!(s, "  the model's own answers: {} of {} right ({:.3})", l.by_model_correct, l.by_model, l.by_model_correct as f64 / l.by_model.max(1) as f64);
+        let _ = writeln!(s, "  {} calls ({} invalid, {} errors); per message sent to the model: tokens median {} p95 {}, latency median {} ms p95 {} ms", l.calls, l.invalid_calls, l.error_calls, l.tokens_median, l.tokens_p95, l.latency_ms_median, l.latency_ms_p95);
+    }
     let _ = writeln!(s, "\nper category (precision recall f1 support):");
     for (c, v) in &r.per_category {
         let _ = writeln!(s, "  {c:<16} {:.2} {:.2} {:.2} {}", v.precision, v.recall, v.f1, v.support);

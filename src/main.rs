@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use dispute_desk::config::Config;
 use dispute_desk::domain::EmailAddress;
 use dispute_desk::flow::approve;
+use dispute_desk::llm::openai::LlmClient;
 use dispute_desk::mail::smtp::SmtpSender;
 use dispute_desk::store::audit::{self, Verdict};
 use dispute_desk::{app, eval};
@@ -100,7 +101,17 @@ enum Cmd {
         cmd: AuditCmd,
     },
     /// Measure the flow on a labelled corpus (fresh temporary database).
-    Eval { corpus: PathBuf },
+    Eval {
+        corpus: PathBuf,
+        /// Classify with the configured model ([llm] provider = "openai"); default: the rules.
+        #[arg(long)]
+        llm: bool,
+    },
+    /// The model: check the configured server, or sum the recorded calls.
+    Llm {
+        #[command(subcommand)]
+        cmd: LlmCmd,
+    },
     /// Write a synthetic company in the corpus format (users, clients, invoices, outbound, inbound, labels).
     Gen {
         #[arg(long, default_value_t = 200)]
@@ -177,6 +188,14 @@ enum WebhooksCmd {
     },
     /// Put a failed delivery back in the queue.
     Retry { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum LlmCmd {
+    /// Send one tiny request: model, latency, whether structured outputs (json_schema) work.
+    Check,
+    /// Calls, tokens, latency and cost by day and task (prices from [llm.prices]).
+    Usage,
 }
 
 #[derive(Subcommand)]
@@ -454,7 +473,15 @@ async fn run(cli: Cli) -> Result<()> {
             println!("  peak RSS            {}", b.peak_rss_mib.map(|m| format!("{m:.1} MiB")).unwrap_or_else(|| "-".into()));
             Ok(())
         }
-        Cmd::Eval { corpus } => {
+        Cmd::Eval { corpus, llm } => {
+            if llm && !cfg.llm.enabled() {
+                bail!("eval --llm needs [llm] provider = \"openai\" (or DISPUTE_DESK_LLM_PROVIDER=openai) and a base_url and model");
+            }
+            if !llm {
+                cfg.llm.provider = "rules".into();
+            }
+            // Eval measures classification; the drafts are not scored.
+            cfg.llm.draft = false;
             if !corpus.join("labels.csv").exists() {
                 bail!("{} has no labels.csv: eval needs a labelled corpus (see corpus FORMAT.md)", corpus.display());
             }
@@ -632,6 +659,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Llm { cmd } => llm(&cfg, cmd, cli.json).await,
         Cmd::Messages { queue } => {
             let (store, _) = app::open(&cfg).await?;
             let rows = match queue.as_str() {
@@ -753,6 +781,64 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 Verdict::Broken { row_id, reason } => bail!("audit trail broken at event {row_id}: {reason}"),
             }
+        }
+    }
+}
+
+async fn llm(cfg: &Config, cmd: LlmCmd, json: bool) -> Result<()> {
+    match cmd {
+        LlmCmd::Check => {
+            if !cfg.llm.enabled() {
+                bail!("no model configured: set [llm] provider = \"openai\", base_url and model (or DISPUTE_DESK_LLM_PROVIDER, _BASE_URL, _MODEL)");
+            }
+            let (store, _) = app::open(cfg).await?;
+            let client = LlmClient::new(cfg.llm.clone(), Some(store)).context("configuring the llm client")?;
+            let r = client.check().await.with_context(|| format!("llm check against {}", cfg.llm.base_url))?;
+            if json {
+                return print_json(&r);
+            }
+            println!("server     {}", r.base_url);
+            println!("model      {}", r.model);
+            println!("latency    {} ms ({} input + {} output tokens)", r.latency_ms, r.input_tokens, r.output_tokens);
+            match &r.schema_error {
+                None => println!("json_schema structured outputs: yes"),
+                Some(e) => println!("json_schema structured outputs: no ({e}); set [llm] structured = \"json_object\""),
+            }
+            Ok(())
+        }
+        LlmCmd::Usage => {
+            let (store, _) = app::open(cfg).await?;
+            let lines = store.llm_usage().await?;
+            let cost = |l: &dispute_desk::store::llm_calls::UsageLine| {
+                cfg.llm.prices.get(&l.model).map(|p| (l.input_tokens as f64 * p.input_per_m + l.output_tokens as f64 * p.output_per_m) / 1_000_000.0)
+            };
+            if json {
+                let rows: Vec<_> = lines.iter().map(|l| serde_json::json!({"usage": l, "cost": cost(l)})).collect();
+                return print_json(&rows);
+            }
+            if lines.is_empty() {
+                println!("no llm calls recorded");
+                return Ok(());
+            }
+            println!("{:<10} {:<9} {:<28} {:>6} {:>5} {:>7} {:>6} {:>9} {:>10} {:>11} {:>8} {:>10}", "day", "task", "model", "calls", "ok", "invalid", "errors", "fallbacks", "in tokens", "out tokens", "avg ms", "cost");
+            let (mut tin, mut tout, mut tcost, mut priced) = (0, 0, 0.0, false);
+            for l in &lines {
+                let c = cost(l);
+                tin += l.input_tokens;
+                tout += l.output_tokens;
+                if let Some(c) = c {
+                    tcost += c;
+                    priced = true;
+                }
+                let avg = if l.calls > 0 { l.latency_ms_total / l.calls } else { 0 };
+                println!(
+                    "{:<10} {:<9} {:<28} {:>6} {:>5} {:>7} {:>6} {:>9} {:>10} {:>11} {:>8} {:>10}",
+                    l.day, l.task, l.model, l.calls, l.ok, l.invalid, l.errors, l.fallbacks, l.input_tokens, l.output_tokens, avg,
+                    c.map(|c| format!("{c:.4}")).unwrap_or_else(|| "-".into())
+                );
+            }
+            println!("total: {tin} input tokens, {tout} output tokens{}", if priced { format!(", cost {tcost:.4}") } else { String::new() });
+            Ok(())
         }
     }
 }
@@ -924,6 +1010,8 @@ async fn demo(mut cfg: Config, company: &Path, json: bool) -> Result<()> {
     } else {
         bail!("demo runs on its own SQLite database: unset database_url / DISPUTE_DESK_DATABASE_URL");
     }
+    // The demo is offline whatever the configuration says: rules and templates.
+    cfg.llm.provider = "rules".into();
     cfg.company.name = "Alpes Froid & Climatisation SAS".into();
     cfg.company.from_address = "comptabilite@alpes-froid.fr".into();
     cfg.company.signer = "Le service comptabilité".into();

@@ -554,6 +554,36 @@ async fn dashboard_health_and_metrics() {
 }
 
 #[tokio::test]
+async fn metrics_count_llm_calls_by_outcome_and_their_tokens() {
+    use dispute_desk::store::llm_calls::{CallRow, Outcome};
+    let app = spawn_app().await;
+    let met = app.client().get("/metrics").await.body;
+    // The demo ran on the rules: no call yet, and the families are declared.
+    for name in ["# TYPE dispute_desk_llm_calls_total counter", "# TYPE dispute_desk_llm_input_tokens_total counter", "# TYPE dispute_desk_llm_output_tokens_total counter"] {
+        assert!(met.contains(name), "{name} in {met}");
+    }
+    assert!(!met.contains("dispute_desk_llm_calls_total{"), "{met}");
+    let rows = [("classify", Outcome::Ok, 410, 52), ("classify", Outcome::Ok, 390, 48), ("classify", Outcome::Invalid, 400, 60), ("classify", Outcome::Fallback, 0, 0), ("draft", Outcome::Error, 0, 0), ("draft", Outcome::Ok, 300, 120)];
+    for (task, outcome, input_tokens, output_tokens) in rows {
+        app.store.record_llm_call(&CallRow { task, model: "m", prompt: "p.v1", input_tokens, output_tokens, latency_ms: 5, outcome }).await.unwrap();
+    }
+    let met = app.client().get("/metrics").await.body;
+    for line in [
+        "dispute_desk_llm_calls_total{task=\"classify\",outcome=\"ok\"} 2",
+        "dispute_desk_llm_calls_total{task=\"classify\",outcome=\"invalid\"} 1",
+        "dispute_desk_llm_calls_total{task=\"classify\",outcome=\"fallback\"} 1",
+        "dispute_desk_llm_calls_total{task=\"draft\",outcome=\"error\"} 1",
+        "dispute_desk_llm_calls_total{task=\"draft\",outcome=\"ok\"} 1",
+        "dispute_desk_llm_input_tokens_total{task=\"classify\"} 1200",
+        "dispute_desk_llm_output_tokens_total{task=\"classify\"} 160",
+        "dispute_desk_llm_input_tokens_total{task=\"draft\"} 300",
+        "dispute_desk_llm_output_tokens_total{task=\"draft\"} 120",
+    ] {
+        assert!(met.lines().any(|l| l == line), "{line} in {met}");
+    }
+}
+
+#[tokio::test]
 async fn user_add_and_passwd_make_logins_and_a_new_password_ends_sessions() {
     let app = spawn_app().await;
     let email = dispute_desk::domain::EmailAddress::parse("nadia.roux@alpes-froid.fr").unwrap();

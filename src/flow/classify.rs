@@ -32,6 +32,9 @@ pub struct Facts {
     pub asks: Vec<Ask>,
     /// `neutral`, `firm` or `angry`, when it can be told.
     pub tone: Option<String>,
+    /// The invoice lines the client names as disputed (LLM classifier only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disputed_lines: Vec<String>,
 }
 
 /// A classification with its reasons (which rules fired).
@@ -45,6 +48,20 @@ pub struct Classification {
     pub facts: Facts,
     /// `rules`, or `llm:<model>`.
     pub source: String,
+    /// What asking the model cost for this message (None: it was not asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_usage: Option<ModelUsage>,
+}
+
+/// The model calls made for one message: how many (a retry is a second
+/// one), their tokens, and the wall time from the first request to the last
+/// answer or failure (retries and backoff included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelUsage {
+    pub calls: u32,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub latency_ms: i64,
 }
 
 /// What a classifier reads. `reference_date` is the message's date, used for

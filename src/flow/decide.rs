@@ -382,7 +382,7 @@ mod tests {
         Link { client_id: client.map(Into::into), invoices: invoices.iter().map(|i| inv(i)).collect(), method: LinkMethod::InvoiceNumber, confidence: 0.9, notes: vec![] }
     }
     fn class(c: Category) -> Classification {
-        Classification { category: c, confidence: 0.9, reasons: vec![], facts: Facts::default(), source: "rules".into() }
+        Classification { category: c, confidence: 0.9, reasons: vec![], facts: Facts::default(), source: "rules".into(), model_usage: None }
     }
     fn run(cat: Category, client: Option<&ClientFacts>, cases: &[OpenCase], bulk: bool) -> Decision {
         let p = Policy::embedded();

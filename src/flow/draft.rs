@@ -170,7 +170,8 @@ impl Drafter {
         Ok(Drafter { tera })
     }
 
-    fn context(&self, f: &DraftFacts) -> tera::Context {
+    /// The template context: case facts only (shared with the LLM drafting prompt).
+    pub fn context(&self, f: &DraftFacts) -> tera::Context {
         let lang = f.language;
         let (motive_phrase, motive_label, motive_detail) = motive(f.category, lang);
         let mut c = tera::Context::new();

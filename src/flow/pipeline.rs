@@ -6,11 +6,12 @@
 use crate::domain::{EmailAddress, InvoiceNumber, Language};
 use crate::flow::classify::{Classification, Classifier, ClassifyInput};
 use crate::flow::decide::{self, CaseAction, ClientFacts, DecideInput, Decision, DraftKind, InvoiceFacts};
-use crate::flow::draft::{DraftFacts, Drafter, HistoryLine};
+use crate::flow::draft::{DraftFacts, DraftText, Drafter, HistoryLine};
 use crate::flow::link::{self, Directory, Link, LinkMethod};
 use crate::flow::parse::{self, Message};
+use crate::llm::draft::{Kind, LlmDrafter};
 use crate::policy::Policy;
-use crate::store::audit::{Actor, Chain, Event};
+use crate::store::audit::{self, Actor, Chain, Event};
 use crate::store::cases::{NewCase, NewDraft, NewTask};
 use crate::store::ledger::Client;
 use crate::store::messages::Accepted;
@@ -56,6 +57,10 @@ pub struct Pipeline {
     pub policy: Policy,
     pub classifier: Box<dyn Classifier>,
     pub drafter: Drafter,
+    /// When set, the model rewrites each template draft from the same facts
+    /// (after the message's transaction; the template draft stays if the
+    /// model's text is refused).
+    pub llm_drafter: Option<LlmDrafter>,
     pub company: Company,
     dir: Directory,
     clients: HashMap<String, Client>,
@@ -84,7 +89,7 @@ impl Pipeline {
         let dir = store.directory().await?;
         let clients = store.clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect();
         let (staff, names) = (store.staff().await?, user_names(&store).await?);
-        Ok(Pipeline { store, policy, classifier, drafter, company, dir, clients, staff, names, staff_read: std::time::Instant::now(), max_attempts: 3 })
+        Ok(Pipeline { store, policy, classifier, drafter, llm_drafter: None, company, dir, clients, staff, names, staff_read: std::time::Instant::now(), max_attempts: 3 })
     }
 
     /// Reloads the ledger snapshot (after an import).
@@ -297,11 +302,18 @@ impl Pipeline {
         };
 
         let outcome = self.apply(&mut tx, id, msg, &l, &cls, client.as_ref(), &invoices, &decision, history, today).await?;
-        let Some(outcome) = outcome else {
+        let Some((outcome, written)) = outcome else {
             return Ok(None);
         };
         tx.commit().await?;
         self.count_load(&decision);
+        if let (Some(ld), Some((facts, drafts))) = (&self.llm_drafter, written) {
+            for (did, kind, text) in drafts {
+                if let Err(e) = self.llm_rewrite(ld, did, kind, &facts, &text).await {
+                    tracing::warn!(draft = did, error = %e, "cannot store the model's draft; the template draft stays");
+                }
+            }
+        }
         if l.method == LinkMethod::InvoiceNumber && l.confidence >= 0.85 {
             if let (Some(from), Some(c)) = (&msg.from, &l.client_id) {
                 self.dir.contacts.entry(from.clone()).or_insert_with(|| c.clone());
@@ -345,7 +357,7 @@ impl Pipeline {
         d: &Decision,
         mut history: Vec<HistoryLine>,
         today: NaiveDate,
-    ) -> Result<Option<Outcome>> {
+    ) -> Result<Option<(Outcome, Option<Written>)>> {
         let store = &self.store;
         let mut chain = Chain::new(store.backend);
         let chain = &mut chain;
@@ -494,6 +506,7 @@ impl Pipeline {
 
         // Drafts.
         let mut drafts = Vec::new();
+        let mut written = None;
         if !d.drafts.is_empty() {
             if let Some(client) = client {
                 let owner_name = d.owner_id.as_ref().and_then(|o| self.names.get(o)).cloned();
@@ -521,6 +534,7 @@ impl Pipeline {
                     history,
                 };
                 let reply_to: Option<EmailAddress> = msg.reply_to.clone().or_else(|| msg.from.clone());
+                let mut texts = Vec::new();
                 for kind in &d.drafts {
                     let (text, kind_s, to) = match kind {
                         DraftKind::Reply => (self.drafter.reply(&facts, &msg.subject), "reply", reply_to.as_ref().map(|a| a.to_string())),
@@ -538,7 +552,9 @@ impl Pipeline {
                         .await?;
                     chain.append(tx, Event { actor: &agent, case_id, entity: "draft", entity_id: did.to_string(), action: "created", detail: json!({"kind": kind_s, "template": text.template, "message": id}) }).await?;
                     drafts.push(did);
+                    texts.push((did, if kind_s == "reply" { Kind::Reply } else { Kind::Brief }, text));
                 }
+                written = Some((facts, texts));
             }
         }
         chain.append(
@@ -553,22 +569,50 @@ impl Pipeline {
             },
         )
         .await?;
-        Ok(Some(Outcome {
-            message: id,
-            direction: "in".into(),
-            category: Some(cls.category.as_str().into()),
-            disposition: d.disposition.as_str().into(),
-            case_id,
-            owner_id: d.owner_id.clone(),
-            invoices: l.invoices.iter().map(|i| i.to_string()).collect(),
-            drafts,
-        }))
+        Ok(Some((
+            Outcome {
+                message: id,
+                direction: "in".into(),
+                category: Some(cls.category.as_str().into()),
+                disposition: d.disposition.as_str().into(),
+                case_id,
+                owner_id: d.owner_id.clone(),
+                invoices: l.invoices.iter().map(|i| i.to_string()).collect(),
+                drafts,
+            },
+            written,
+        )))
+    }
+
+    /// Replaces a pending template draft by the model's text from the same
+    /// facts, or keeps it and flags it (`+llm-refused`) when the model's text
+    /// is not grounded or the call failed. Either way an audit event says so;
+    /// the draft stays pending (only an approval sends).
+    async fn llm_rewrite(&self, ld: &LlmDrafter, did: i64, kind: Kind, facts: &DraftFacts, text: &DraftText) -> Result<()> {
+        let res = ld.write(&self.drafter, kind, facts, text).await;
+        let mut tx = self.store.begin().await?;
+        let agent = Actor::Agent;
+        match res {
+            Ok(new) => {
+                sqlx::query("UPDATE drafts SET body = $1, template = $2 WHERE id = $3 AND status = 'pending'").bind(&new.body).bind(&new.template).bind(did).execute(&mut *tx).await?;
+                audit::append(&mut tx, self.store.backend, Event { actor: &agent, case_id: facts.case_id, entity: "draft", entity_id: did.to_string(), action: "rewritten_by_llm", detail: json!({"kind": kind.as_str(), "template": new.template, "replaces": text.template}) }).await?;
+            }
+            Err(e) => {
+                let flagged = format!("{}+llm-refused", text.template);
+                sqlx::query("UPDATE drafts SET template = $1 WHERE id = $2 AND status = 'pending'").bind(&flagged).bind(did).execute(&mut *tx).await?;
+                audit::append(&mut tx, self.store.backend, Event { actor: &agent, case_id: facts.case_id, entity: "draft", entity_id: did.to_string(), action: "llm_draft_refused", detail: json!({"kind": kind.as_str(), "template": flagged, "why": e.to_string()}) }).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 
 async fn user_names(store: &Store) -> Result<HashMap<String, String>> {
     Ok(store.users().await?.into_iter().map(|u| (u.id, u.name)).collect())
 }
+/// The facts and the template drafts of a message, for the model's rewrite.
+type Written = (DraftFacts, Vec<(i64, Kind, DraftText)>);
 
 fn pick_language(cls: &Classification, _client: Option<&Client>) -> Language {
     // Answer in the language the client wrote in (the classifier detects it).

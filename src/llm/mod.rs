@@ -1,6 +1,12 @@
-//! llm: classifiers behind [`crate::flow::classify::Classifier`]. `rules` is
-//! the deterministic offline default and the fallback.
+//! llm: classifiers behind [`crate::flow::classify::Classifier`] and the
+//! model's drafting. `rules` is the deterministic offline default and the
+//! fallback; `openai` is the client for any OpenAI-compatible server;
+//! `classify` and `draft` use it, with their prompts loaded by `prompt`.
 
+pub mod classify;
+pub mod draft;
+pub mod openai;
+pub mod prompt;
 pub mod rules;
 
 use crate::flow::classify::{Classification, Classifier, ClassifyInput};

@@ -554,7 +554,7 @@ impl RulesClassifier {
         }
         facts.tone = Some(self.tone(&both, &m.new_text, &mut reasons));
 
-        Classification { category, confidence, reasons, facts, source: "rules".to_string() }
+        Classification { category, confidence, reasons, facts, source: "rules".to_string(), model_usage: None }
     }
 
     /// Which phrase rules match `text` and on what words, for a person tuning

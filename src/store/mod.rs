@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod einvoices;
 pub mod ledger;
 pub mod mailboxes;
+pub mod llm_calls;
 pub mod messages;
 pub mod outbox;
 pub mod workflow;

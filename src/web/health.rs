@@ -25,8 +25,7 @@ async fn healthz(State(state): State<WebState>) -> Response {
     }
 }
 
-/// The metrics text. LLM calls and tokens are not reported: the store keeps
-/// no LLM call log yet.
+/// The metrics text, LLM calls and tokens included (from `llm_calls`).
 pub async fn render_metrics(state: &WebState) -> Result<String, StoreError> {
     let pool = &state.store.pool;
     let one = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await };
@@ -63,6 +62,24 @@ pub async fn render_metrics(state: &WebState) -> Result<String, StoreError> {
     let leases = sqlx::query_as::<_, (String, i64, i64)>("SELECT name, expires_at, takeovers FROM leases ORDER BY name").fetch_all(pool).await?;
     metric("dispute_desk_lease_held", "gauge", "1 while an instance holds the lease (a mailbox is watched).", leases.iter().map(|(n, e, _)| (format!("{{lease=\"{n}\"}}"), i64::from(*e > now))).collect());
     metric("dispute_desk_lease_takeovers_total", "counter", "Times a lease passed to another instance after it expired or was released.", leases.iter().map(|(n, _, t)| (format!("{{lease=\"{n}\"}}"), *t)).collect());
+    // One query over llm_calls: calls by task and outcome (fallback rows are
+    // the rules or templates deciding, not calls), and their tokens.
+    let llm = sqlx::query_as::<_, (String, String, i64, i64, i64)>(
+        "SELECT task, outcome, COUNT(*), CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) FROM llm_calls GROUP BY task, outcome ORDER BY task, outcome",
+    )
+    .fetch_all(pool)
+    .await?;
+    let labels = |task: &str, outcome: &str| format!("{{task=\"{task}\",outcome=\"{outcome}\"}}");
+    metric("dispute_desk_llm_calls_total", "counter", "Model calls by task and outcome (ok, invalid, error; fallback = the rules or the templates decided).", llm.iter().map(|(t, o, n, _, _)| (labels(t, o), *n)).collect());
+    let by_task = |pick: fn(&(String, String, i64, i64, i64)) -> i64| {
+        let mut sums: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+        for row in &llm {
+            *sums.entry(row.0.as_str()).or_default() += pick(row);
+        }
+        sums.into_iter().map(|(t, n)| (format!("{{task=\"{t}\"}}"), n)).collect::<Vec<_>>()
+    };
+    metric("dispute_desk_llm_input_tokens_total", "counter", "Input (prompt) tokens the model's server counted, by task.", by_task(|r| r.3));
+    metric("dispute_desk_llm_output_tokens_total", "counter", "Output (completion) tokens the model's server counted, by task.", by_task(|r| r.4));
     Ok(out)
 }
 
