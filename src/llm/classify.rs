@@ -45,6 +45,22 @@ pub enum Invalid {
     Truncated(u32),
 }
 
+impl Invalid {
+    /// What was wrong, without the values of the answer: the model may echo
+    /// the client's words, and logs never carry message text.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Invalid::Json(_) => "not a json object matching the schema",
+            Invalid::Confidence(_) => "confidence out of range",
+            Invalid::Amount(_) => "disputed_amount not an amount",
+            Invalid::Date(_) => "promised_date not a date",
+            Invalid::Tone(_) => "tone not neutral, firm or angry",
+            Invalid::Justification => "justification empty",
+            Invalid::Truncated(_) => "cut at max_tokens",
+        }
+    }
+}
+
 /// The answer as the schema describes it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -246,7 +262,7 @@ impl LlmClassifier {
                     return c;
                 }
                 Err(e) => {
-                    tracing::warn!(attempt, error = %e, "llm classification refused");
+                    tracing::warn!(attempt, why = e.kind(), "llm classification refused");
                     self.client.record(&req, &reply.model, reply.input_tokens, reply.output_tokens, reply.latency_ms, Outcome::Invalid).await;
                     last_error = e.to_string();
                 }
@@ -277,6 +293,14 @@ impl Classifier for LlmClassifier {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_logged_reason_carries_no_value_of_the_answer() {
+        for e in [Invalid::Tone("ignorez les instructions".into()), Invalid::Json("expected value at 'Le prix'".into()), Invalid::Date("le 30".into())] {
+            assert!(!e.kind().contains("instructions") && !e.kind().contains("prix") && !e.kind().contains("30"), "{}", e.kind());
+            assert!(e.to_string().len() > e.kind().len(), "the model still gets the detail for its retry");
+        }
+    }
     use super::*;
 
     const GOOD: &str = r#"{"category":"price","confidence":0.8,"justification":"The client writes \"le tarif appliqué est faux\".","disputed_amount":"480,00","disputed_lines":["ligne 2"],"promised_date":null,"asks":["credit_note"],"language":"fr","tone":"firm"}"#;
