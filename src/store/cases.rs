@@ -352,7 +352,7 @@ impl Store {
     }
 
     pub async fn cases(&self, status: Option<&str>, owner: Option<&str>) -> Result<Vec<CaseRow>> {
-        let (w, vals) = super::where_eq(&[("c.status", status.map(super::Val::S)), ("c.owner_id", owner.map(super::Val::S))]);
+        let (w, vals) = super::where_eq(&[("c.status", status.map(super::Val::from)), ("c.owner_id", owner.map(super::Val::from))]);
         let sql = format!("{CASE_SELECT}{w} ORDER BY CASE WHEN c.escalated_at IS NOT NULL AND c.status <> 'resolved' THEN 0 ELSE 1 END, c.priority DESC, c.id");
         let rows = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
         let mut out = rows.iter().map(case_from_row).collect::<Result<Vec<_>>>()?;
@@ -455,7 +455,7 @@ impl Store {
     }
 
     pub async fn tasks(&self, case_id: Option<i64>, owner: Option<&str>, status: Option<&str>) -> Result<Vec<TaskRow>> {
-        let (w, vals) = super::where_eq(&[("case_id", case_id.map(super::Val::I)), ("owner_id", owner.map(super::Val::S)), ("status", status.map(super::Val::S))]);
+        let (w, vals) = super::where_eq(&[("case_id", case_id.map(super::Val::from)), ("owner_id", owner.map(super::Val::from)), ("status", status.map(super::Val::from))]);
         let sql = format!("SELECT id, case_id, invoice_number, message_id, kind, owner_id, status, note, due_date, created_at FROM tasks{w} ORDER BY id");
         let rows = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
         rows.iter()
@@ -477,7 +477,7 @@ impl Store {
     }
 
     pub async fn drafts(&self, status: Option<&str>, case_id: Option<i64>) -> Result<Vec<DraftRow>> {
-        let (w, vals) = super::where_eq(&[("status", status.map(super::Val::S)), ("case_id", case_id.map(super::Val::I))]);
+        let (w, vals) = super::where_eq(&[("status", status.map(super::Val::from)), ("case_id", case_id.map(super::Val::from))]);
         let sql = format!("SELECT {DRAFT_COLS} FROM drafts{w} ORDER BY id");
         let rows = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
         rows.iter().map(draft_from_row).collect()

@@ -197,11 +197,11 @@ impl Store {
 
     /// Messages filtered by disposition (`unlinked`, `ignored`…) or state.
     pub async fn messages_where(&self, disposition: Option<&str>, state: Option<&str>, case_id: Option<i64>) -> Result<Vec<MessageRow>> {
-        let (w, vals) = super::where_eq(&[("disposition", disposition.map(super::Val::S)), ("state", state.map(super::Val::S)), ("case_id", case_id.map(super::Val::I))]);
+        let (w, vals) = super::where_eq(&[("disposition", disposition.map(super::Val::from)), ("state", state.map(super::Val::from)), ("case_id", case_id.map(super::Val::from))]);
         let sql = format!(concat!("SELECT ", msg_cols!(), " FROM messages{} ORDER BY id"), w);
         let rows = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
         // The invoices of all these messages in one query, not one per row.
-        let (w, vals) = super::where_eq(&[("m.disposition", disposition.map(super::Val::S)), ("m.state", state.map(super::Val::S)), ("m.case_id", case_id.map(super::Val::I))]);
+        let (w, vals) = super::where_eq(&[("m.disposition", disposition.map(super::Val::from)), ("m.state", state.map(super::Val::from)), ("m.case_id", case_id.map(super::Val::from))]);
         let sql = format!("SELECT mi.message_id, mi.invoice_number FROM message_invoices mi JOIN messages m ON m.id = mi.message_id{w} ORDER BY mi.invoice_number");
         let links = super::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &vals).fetch_all(&self.pool).await?;
         let mut invoices: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();

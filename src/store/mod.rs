@@ -147,12 +147,29 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Current time as epoch seconds.
-/// A value of an equality filter.
-#[derive(Debug, Clone, Copy)]
+/// A value to bind: text (borrowed, or owned when built from input) or a number.
+#[derive(Debug, Clone)]
 pub(crate) enum Val<'a> {
-    S(&'a str),
+    S(std::borrow::Cow<'a, str>),
     I(i64),
+}
+
+impl<'a> From<&'a str> for Val<'a> {
+    fn from(s: &'a str) -> Self {
+        Val::S(std::borrow::Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Val<'_> {
+    fn from(s: String) -> Self {
+        Val::S(std::borrow::Cow::Owned(s))
+    }
+}
+
+impl From<i64> for Val<'_> {
+    fn from(i: i64) -> Self {
+        Val::I(i)
+    }
 }
 
 /// " WHERE a = $1 AND b = $2" over the filters that are set (`None` is "any"),
@@ -164,7 +181,7 @@ pub(crate) fn where_eq<'a>(filters: &[(&'static str, Option<Val<'a>>)]) -> (Stri
     let mut vals = vec![];
     for (col, v) in filters {
         if let Some(v) = v {
-            vals.push(*v);
+            vals.push(v.clone());
             terms.push(format!("{col} = ${}", vals.len()));
         }
     }
@@ -172,16 +189,17 @@ pub(crate) fn where_eq<'a>(filters: &[(&'static str, Option<Val<'a>>)]) -> (Stri
 }
 
 /// `q` with `vals` bound in order.
-pub(crate) fn bind_all<'q>(mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>, vals: &[Val<'q>]) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+pub(crate) fn bind_all<'q>(mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>, vals: &'q [Val<'_>]) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
     for v in vals {
-        q = match *v {
-            Val::S(s) => q.bind(s),
-            Val::I(i) => q.bind(i),
+        q = match v {
+            Val::S(s) => q.bind(s.as_ref()),
+            Val::I(i) => q.bind(*i),
         };
     }
     q
 }
 
+/// Current time as epoch seconds.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -192,7 +210,7 @@ mod tests {
     #[test]
     fn where_eq_keeps_only_set_filters() {
         use super::{where_eq, Val};
-        let (w, v) = where_eq(&[("a", None), ("b", Some(Val::S("x"))), ("c", Some(Val::I(3)))]);
+        let (w, v) = where_eq(&[("a", None), ("b", Some(Val::from("x"))), ("c", Some(Val::I(3)))]);
         assert_eq!(w, " WHERE b = $1 AND c = $2");
         assert_eq!(v.len(), 2);
         assert_eq!(where_eq(&[("a", None)]).0, "");

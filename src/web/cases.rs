@@ -12,7 +12,7 @@ use crate::domain::{InvoiceNumber, Money, Role, Status};
 use crate::flow::parse::Message;
 use crate::flow::workflow::{self, MoveRequest};
 use crate::store::cases::CaseRow;
-use crate::store::{now, StoreError};
+use crate::store::{now, StoreError, Val};
 use axum::extract::{Form, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -134,11 +134,6 @@ pub struct Filters {
     pub page: Option<i64>,
 }
 
-enum Bind {
-    S(String),
-    I(i64),
-}
-
 fn cents(field: &str, v: &str) -> Result<Option<i64>, Error> {
     if v.trim().is_empty() {
         return Ok(None);
@@ -148,10 +143,10 @@ fn cents(field: &str, v: &str) -> Result<Option<i64>, Error> {
 
 /// The WHERE clause and its values for `f` (only whitelisted columns, values
 /// always bound).
-fn where_clause(f: &Filters, client_ids: Option<&[String]>) -> Result<(String, Vec<Bind>), Error> {
+fn where_clause(f: &Filters, client_ids: Option<&[String]>) -> Result<(String, Vec<Val<'static>>), Error> {
     let mut w = vec![];
     let mut b = vec![];
-    let p = |w: &mut Vec<String>, sql: &str, v: Bind, b: &mut Vec<Bind>| {
+    let p = |w: &mut Vec<String>, sql: &str, v: Val<'static>, b: &mut Vec<Val<'static>>| {
         b.push(v);
         w.push(sql.replace('?', &format!("${}", b.len())));
     };
@@ -160,16 +155,16 @@ fn where_clause(f: &Filters, client_ids: Option<&[String]>) -> Result<(String, V
         "all" => {}
         s => {
             let st: Status = s.parse().map_err(|_| Error::BadRequest(format!("unknown status {s:?}")))?;
-            p(&mut w, "c.status = ?", Bind::S(st.as_str().into()), &mut b);
+            p(&mut w, "c.status = ?", Val::from(st.as_str().to_string()), &mut b);
         }
     }
     if !f.category.is_empty() {
-        p(&mut w, "c.category = ?", Bind::S(f.category.clone()), &mut b);
+        p(&mut w, "c.category = ?", Val::from(f.category.clone()), &mut b);
     }
     match f.owner.as_str() {
         "" => {}
         "none" => w.push("c.owner_id IS NULL".into()),
-        o => p(&mut w, "c.owner_id = ?", Bind::S(o.into()), &mut b),
+        o => p(&mut w, "c.owner_id = ?", Val::from(o.to_string()), &mut b),
     }
     match client_ids {
         // The matching clients, found first: the cases of each come along
@@ -177,25 +172,25 @@ fn where_clause(f: &Filters, client_ids: Option<&[String]>) -> Result<(String, V
         Some([]) => w.push("1 = 0".into()),
         Some(ids) => {
             let first = b.len() + 1;
-            b.extend(ids.iter().map(|i| Bind::S(i.clone())));
+            b.extend(ids.iter().map(|i| Val::from(i.clone())));
             w.push(format!("c.client_id IN ({})", (first..=b.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")));
         }
         None if !f.client.trim().is_empty() => {
-            b.push(Bind::S(client_pattern(&f.client)));
-            b.push(Bind::S(f.client.trim().to_string()));
+            b.push(Val::from(client_pattern(&f.client)));
+            b.push(Val::from(f.client.trim().to_string()));
             w.push(format!("(LOWER(cl.name) LIKE ${} OR c.client_id = ${})", b.len() - 1, b.len()));
         }
         None => {}
     }
     if !f.min_age.trim().is_empty() {
         let d: i64 = f.min_age.trim().parse().map_err(|_| Error::BadRequest(format!("min_age: expected a number of days, got {:?}", f.min_age)))?;
-        p(&mut w, "c.opened_at <= ?", Bind::I(now() - d * 86_400), &mut b);
+        p(&mut w, "c.opened_at <= ?", Val::I(now() - d * 86_400), &mut b);
     }
     if let Some(c) = cents("min_amount", &f.min_amount)? {
-        p(&mut w, "c.amount_cents >= ?", Bind::I(c), &mut b);
+        p(&mut w, "c.amount_cents >= ?", Val::I(c), &mut b);
     }
     if let Some(c) = cents("max_amount", &f.max_amount)? {
-        p(&mut w, "c.amount_cents <= ?", Bind::I(c), &mut b);
+        p(&mut w, "c.amount_cents <= ?", Val::I(c), &mut b);
     }
     Ok((if w.is_empty() { String::new() } else { format!(" WHERE {}", w.join(" AND ")) }, b))
 }
@@ -237,16 +232,7 @@ pub async fn search(state: &WebState, f: &Filters) -> Result<(Vec<CaseRow>, i64)
         (ids.len() as i64 <= MAX_CLIENTS).then_some(ids)
     };
     let (wh, binds) = where_clause(f, client_ids.as_deref())?;
-    let bind_all = |sql: String| {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for v in &binds {
-            q = match v {
-                Bind::S(s) => q.bind(s.clone()),
-                Bind::I(i) => q.bind(*i),
-            };
-        }
-        q
-    };
+    let bind_all = |sql: String| crate::store::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds);
     let needs_client = !f.client.trim().is_empty() && client_ids.is_none();
     let join = |needed: bool| if needed { " JOIN clients cl ON cl.id = c.client_id" } else { "" };
     let total: i64 = bind_all(format!("SELECT COUNT(*) FROM cases c{}{wh}", join(needs_client))).fetch_one(&state.store.pool).await.map_err(StoreError::from)?.try_get(0).map_err(StoreError::from)?;
