@@ -143,6 +143,13 @@ pub struct IngestBench {
     pub end_to_end_per_second: f64,
     /// end to end ÷ parse only (the cost of our own stages).
     pub ratio: f64,
+    /// Of the whole flow: storing the raw messages (ingest), then the flow proper.
+    pub store_raw_seconds: f64,
+    pub flow_seconds: f64,
+    /// The flow's pure stages timed alone on the same inbound messages
+    /// (parse, link, classify); the rest of the flow is decide, draft and
+    /// the database.
+    pub stages: crate::flow::pipeline::StageSeconds,
     pub cases: usize,
     pub drafts: usize,
     pub peak_rss_mib: Option<f64>,
@@ -186,8 +193,15 @@ pub async fn ingest(base: &Config, messages: usize, corpus: Option<&std::path::P
     if dir.join("outbound").is_dir() {
         app::ingest_path(&mut p, &dir.join("outbound"), true).await?;
     }
+    let out = t.elapsed().as_secs_f64();
     let r = app::ingest_path(&mut p, &dir.join("inbound"), false).await?;
     let end_to_end_seconds = t.elapsed().as_secs_f64();
+    let (store_raw_seconds, flow_seconds) = (r.store_seconds, end_to_end_seconds - out - r.store_seconds);
+    let mut stages = crate::flow::pipeline::StageSeconds::default();
+    for f in &files {
+        let raw = std::fs::read(&f.path).with_context(|| format!("cannot read {}", f.path.display()))?;
+        p.time_stages(&raw, &mut stages).await;
+    }
     let count = |table: &'static str| {
         let pool = store.pool.clone();
         async move { sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"))).fetch_one(&pool).await }
@@ -209,6 +223,9 @@ pub async fn ingest(base: &Config, messages: usize, corpus: Option<&std::path::P
         end_to_end_seconds,
         end_to_end_per_second: n as f64 / end_to_end_seconds.max(1e-9),
         ratio: end_to_end_seconds / parse_only_seconds.max(1e-9),
+        store_raw_seconds,
+        flow_seconds,
+        stages,
         cases,
         drafts,
         peak_rss_mib: peak_rss_mib(),

@@ -406,6 +406,12 @@ async fn run(cli: Cli) -> Result<()> {
             println!("  mail-parser alone   {:>8.3} s   {:>8.0} msg/s", b.parse_only_seconds, b.parse_only_per_second);
             println!("  whole flow          {:>8.3} s   {:>8.0} msg/s   ({} cases, {} drafts)", b.end_to_end_seconds, b.end_to_end_per_second, b.cases, b.drafts);
             println!("  ratio               {:>8.1}x the parse-only floor", b.ratio);
+            let per = |s: f64| s * 1e6 / b.messages.max(1) as f64;
+            println!("  where the time goes (µs per message):");
+            println!("    store raw (ingest)  {:>8.0}", per(b.store_raw_seconds));
+            println!("    flow                {:>8.0}   of which, timed alone: parse {:.0}, link {:.0}, classify {:.0}; the rest ({:.0}) decide, draft and the database",
+                per(b.flow_seconds), per(b.stages.parse), per(b.stages.link), per(b.stages.classify),
+                per(b.flow_seconds - b.stages.parse - b.stages.link - b.stages.classify));
             println!("  peak RSS            {}", b.peak_rss_mib.map(|m| format!("{m:.1} MiB")).unwrap_or_else(|| "-".into()));
             Ok(())
         }

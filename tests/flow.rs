@@ -30,6 +30,21 @@ fn shared() -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
+/// The test `body` on SQLite, and the same on PostgreSQL.
+macro_rules! on_both {
+    ($sqlite:ident, $postgres:ident, $body:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $body(&Desk::sqlite().await).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            $body(&Desk::postgres().await).await;
+        }
+    };
+}
+
 /// A test desk: its own data folder and database.
 struct Desk {
     cfg: Config,
@@ -156,21 +171,82 @@ async fn check_mini_flow(desk: &Desk) {
     assert_eq!(audit::verify(&store).await.unwrap(), Verdict::Intact { rows: audit_rows(&store).await });
 }
 
+/// One bad message among good ones: the batch it is in fails, its messages
+/// are processed again one at a time, the good ones go through once and the
+/// bad one is recorded as failed with nothing of it stored. A trigger makes
+/// the database refuse that message's row, as a full disk or a constraint
+/// would.
+async fn a_bad_message_does_not_stop_its_batch(desk: &Desk) {
+    let (store, policy) = app::open(&desk.cfg).await.unwrap();
+    app::import_corpus(&store, &mini()).await.unwrap();
+    let refuse = match store.backend {
+        dispute_desk::store::Backend::Sqlite => vec![
+            "CREATE TRIGGER refuse_boom BEFORE UPDATE OF state ON messages WHEN NEW.subject LIKE '%BOOM%' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END".to_string(),
+        ],
+        dispute_desk::store::Backend::Postgres => vec![
+            "CREATE FUNCTION refuse_boom() RETURNS trigger AS $$ BEGIN IF NEW.subject LIKE '%BOOM%' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql".to_string(),
+            "CREATE TRIGGER refuse_boom BEFORE UPDATE ON messages FOR EACH ROW EXECUTE FUNCTION refuse_boom()".to_string(),
+        ],
+    };
+    for q in refuse {
+        sqlx::query(sqlx::AssertSqlSafe(q)).execute(&store.pool).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["0001.eml", "0002.eml", "0003.eml", "0004.eml"] {
+        std::fs::copy(mini().join("inbound").join(f), dir.path().join(f)).unwrap();
+    }
+    let boom = std::fs::read_to_string(mini().join("inbound/0001.eml")).unwrap().replace("Message-ID: <g1@transports-garnier.fr>", "Message-ID: <boom@transports-garnier.fr>").replace("Subject: Facture SL 26 101", "Subject: BOOM Facture SL 26 101");
+    std::fs::write(dir.path().join("0000-boom.eml"), boom).unwrap();
+    let mut p = app::pipeline(&desk.cfg, store.clone(), policy).await.unwrap();
+    let r = app::ingest_path(&mut p, dir.path(), false).await.unwrap();
+    assert_eq!((r.stored, r.outcomes.len()), (5, 4), "the four good messages are processed once");
+    let failed = store.messages_where(None, Some("failed"), None).await.unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].invoices.is_empty() && failed[0].case_id.is_none(), "nothing of the bad message is kept: {:?}", failed[0]);
+    let (attempts, error): (i64, String) = sqlx::query_as("SELECT attempts, last_error FROM messages WHERE id = $1").bind(failed[0].id).fetch_one(&store.pool).await.unwrap();
+    assert_eq!(attempts, p.max_attempts);
+    assert!(error.contains("refused by the test"), "{error}");
+    assert_eq!(store.messages_where(None, Some("processed"), None).await.unwrap().len(), 4);
+    assert_eq!(store.cases(None, None).await.unwrap().len(), 2, "the same two cases as without the bad message");
+    assert_eq!(audit::verify(&store).await.unwrap(), Verdict::Intact { rows: audit_rows(&store).await });
+}
+
+on_both!(a_bad_message_does_not_stop_its_batch_on_sqlite, a_bad_message_does_not_stop_its_batch_on_postgres, a_bad_message_does_not_stop_its_batch);
+
+/// Several batches of generated mail (HTML, attachments, quoted history):
+/// each message processed once, the cases of a client continued across
+/// batches, and the audit chain intact although each batch writes its events
+/// in multi-row inserts.
+async fn batches_of_generated_mail(desk: &Desk) {
+    let dir = tempfile::tempdir().unwrap();
+    dispute_desk::gen::generate(dir.path(), 12, 150, 300).unwrap();
+    let (store, policy) = app::open(&desk.cfg).await.unwrap();
+    app::import_corpus(&store, dir.path()).await.unwrap();
+    let mut p = app::pipeline(&desk.cfg, store.clone(), policy).await.unwrap();
+    app::ingest_path(&mut p, &dir.path().join("outbound"), true).await.unwrap();
+    let r = app::ingest_path(&mut p, &dir.path().join("inbound"), false).await.unwrap();
+    assert_eq!((r.stored, r.outcomes.len()), (300, 300));
+    assert!(store.messages_where(None, Some("accepted"), None).await.unwrap().is_empty());
+    let ids: std::collections::HashSet<i64> = r.outcomes.iter().map(|o| o.message).collect();
+    assert_eq!(ids.len(), 300, "each message once");
+    // A client's later messages continue its open cases: fewer cases than disputes.
+    let cases = store.cases(None, None).await.unwrap();
+    let disputes = r.outcomes.iter().filter(|o| o.case_id.is_some()).count();
+    assert!(!cases.is_empty() && cases.len() < disputes, "{} cases for {disputes} messages on cases", cases.len());
+    let rows = audit_rows(&store).await;
+    assert!(rows > 600, "{rows} audit rows: several multi-row inserts");
+    assert_eq!(audit::verify(&store).await.unwrap(), Verdict::Intact { rows });
+}
+
+on_both!(batches_of_generated_mail_on_sqlite, batches_of_generated_mail_on_postgres, batches_of_generated_mail);
+
 async fn audit_rows(store: &Store) -> u64 {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&store.pool).await.unwrap();
     assert!(n > 0);
     n as u64
 }
 
-#[tokio::test]
-async fn mini_company_flow_on_sqlite() {
-    check_mini_flow(&Desk::sqlite().await).await;
-}
-
-#[tokio::test]
-async fn mini_company_flow_on_postgres() {
-    check_mini_flow(&Desk::postgres().await).await;
-}
+on_both!(mini_company_flow_on_sqlite, mini_company_flow_on_postgres, check_mini_flow);
 
 async fn approval_gate_and_smtp(desk: &Desk) {
     let (store, _) = desk.load_mini().await;
@@ -242,15 +318,7 @@ async fn approval_gate_and_smtp(desk: &Desk) {
     assert!(matches!(audit::verify(&store).await.unwrap(), Verdict::Intact { .. }));
 }
 
-#[tokio::test]
-async fn approval_gate_then_one_smtp_delivery_on_sqlite() {
-    approval_gate_and_smtp(&Desk::sqlite().await).await;
-}
-
-#[tokio::test]
-async fn approval_gate_then_one_smtp_delivery_on_postgres() {
-    approval_gate_and_smtp(&Desk::postgres().await).await;
-}
+on_both!(approval_gate_then_one_smtp_delivery_on_sqlite, approval_gate_then_one_smtp_delivery_on_postgres, approval_gate_and_smtp);
 
 #[tokio::test]
 async fn audit_verify_names_the_altered_row() {

@@ -80,4 +80,12 @@ pub struct ClassifyInput<'a> {
 /// classifier falls back to the rules itself and says so in `source`.
 pub trait Classifier: Send + Sync {
     fn classify<'a>(&'a self, input: ClassifyInput<'a>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Classification> + Send + 'a>>;
+
+    /// True when classifying is quick local work (the rules): the pipeline
+    /// may then classify inside its write transaction and process several
+    /// messages per transaction. A remote model must never be called while
+    /// the database's write lock is held, so the default is false.
+    fn is_local(&self) -> bool {
+        false
+    }
 }

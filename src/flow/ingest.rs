@@ -4,7 +4,7 @@
 //! lose a message that ingest accepted (invariant 2).
 
 use crate::store::messages::NewRaw;
-use crate::store::{Result, Store};
+use crate::store::{Result, Store, Tx};
 use sha2::{Digest, Sha256};
 
 /// Where a message comes from.
@@ -64,22 +64,29 @@ pub fn content_hash(raw: &[u8]) -> String {
     hex::encode(Sha256::digest(raw))
 }
 
-/// Stores one message (`direction` is `in` or `out`).
-#[tracing::instrument(skip_all, fields(direction, msg = tracing::field::Empty))]
+/// Stores one message (`direction` is `in` or `out`) in its own transaction.
 pub async fn ingest(store: &Store, raw: &[u8], direction: &str, origin: Origin<'_>) -> Result<Ingested> {
+    let mut tx = store.begin().await?;
+    let r = ingest_in(store, &mut tx, raw, direction, origin).await?;
+    tx.commit().await?;
+    Ok(r)
+}
+
+/// Stores one message inside the caller's transaction (several files share
+/// one in `ingest` of a folder): it is accepted once that transaction commits.
+#[tracing::instrument(skip_all, fields(direction, msg = tracing::field::Empty))]
+pub async fn ingest_in(store: &Store, tx: &mut Tx, raw: &[u8], direction: &str, origin: Origin<'_>) -> Result<Ingested> {
     let (source, mailbox, uidvalidity, uid) = match &origin {
         Origin::File(p) => (format!("file:{p}"), None, None, None),
         Origin::Imap { mailbox, uidvalidity, uid } => (format!("imap:{mailbox}"), Some(*mailbox), Some(*uidvalidity), Some(*uid)),
         Origin::Outbox => ("outbox".to_string(), None, None, None),
     };
     let new = NewRaw { direction, source, mailbox, uidvalidity, uid, message_id: header_message_id(raw), content_hash: content_hash(raw), raw };
-    let mut tx = store.begin().await?;
-    let id = store.insert_raw(&mut tx, &new).await?;
+    let id = store.insert_raw(tx, &new).await?;
     if let Origin::Imap { mailbox, uidvalidity, uid } = origin {
         // The checkpoint moves even for a duplicate: that UID is done.
-        store.set_checkpoint(&mut tx, mailbox, uidvalidity, uid).await?;
+        store.set_checkpoint(tx, mailbox, uidvalidity, uid).await?;
     }
-    tx.commit().await?;
     match id {
         Some(id) => {
             tracing::Span::current().record("msg", id);

@@ -885,12 +885,25 @@ fn split_body(body: &str, sender: Option<&str>) -> Split {
         i += 1;
     }
     quoted[cut..].iter_mut().for_each(|q| *q = true);
-    // Blank lines between two history lines belong to the history.
+    // Blank lines between two history lines belong to the history (the
+    // nearest text line on each side, found in one pass each way).
+    let blank: Vec<bool> = lines.iter().map(|l| is_blank(l)).collect();
+    let mut before = vec![false; n];
+    let mut last = false;
     for j in 0..n {
-        if is_blank(lines[j]) && !quoted[j] {
-            let before = (0..j).rev().find(|&k| !is_blank(lines[k])).is_some_and(|k| quoted[k]);
-            let after = (j + 1..n).find(|&k| !is_blank(lines[k])).is_some_and(|k| quoted[k]);
-            quoted[j] = before && after;
+        before[j] = last;
+        if !blank[j] {
+            last = quoted[j];
+        }
+    }
+    let mut next = false;
+    for j in (0..n).rev() {
+        if blank[j] {
+            if !quoted[j] {
+                quoted[j] = before[j] && next;
+            }
+        } else {
+            next = quoted[j];
         }
     }
 
@@ -1006,6 +1019,11 @@ fn attribution_len(lines: &[&str], i: usize) -> Option<usize> {
         let span = &lines[i..i + k];
         if span.iter().skip(1).any(|l| is_blank(l) || is_quote_line(l)) {
             break;
+        }
+        // END needs the (trimmed) span to end with a colon: most lines do
+        // not, and they are spared the join and the search.
+        if !span[k - 1].trim_end_matches(|c: char| c == '-' || c == '*' || c.is_whitespace()).ends_with(':') {
+            continue;
         }
         let joined = span.iter().map(|l| plain(l)).collect::<Vec<_>>().join(" ");
         // Lotus Notes frames it in dashes: `-----John Doe/ACME wrote: -----`.
@@ -1155,15 +1173,11 @@ fn is_contact_line(line: &str) -> bool {
 /// A line of running prose: a signature has none.
 fn is_prose(line: &str) -> bool {
     let p = plain(line);
-    if is_contact_line(&p) {
-        return false;
-    }
     let lower = p.to_lowercase();
-    if lower.starts_with("ps") || lower.starts_with("p.s") || lower.starts_with("p.-s") {
-        return true;
-    }
     let words = p.split_whitespace().count();
-    (words >= 8 && p.ends_with(['.', '?', '!', ':'])) || words >= 15 || (words >= 3 && p.ends_with('?'))
+    let shaped = lower.starts_with("ps") || lower.starts_with("p.s") || lower.starts_with("p.-s") || (words >= 8 && p.ends_with(['.', '?', '!', ':'])) || words >= 15 || (words >= 3 && p.ends_with('?'));
+    // The contact pattern is the costly test: only for lines shaped like prose.
+    shaped && !is_contact_line(&p)
 }
 
 /// A name-like line: one to five words, capitalised, no digits (`J. Dupont`,

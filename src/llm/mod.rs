@@ -17,4 +17,8 @@ impl Classifier for rules::RulesClassifier {
     fn classify<'a>(&'a self, input: ClassifyInput<'a>) -> Pin<Box<dyn Future<Output = Classification> + Send + 'a>> {
         Box::pin(async move { rules::RulesClassifier::classify(self, &input) })
     }
+
+    fn is_local(&self) -> bool {
+        true
+    }
 }

@@ -14,7 +14,7 @@ use crate::flow::classify::{Ask, Classification, ClassifyInput, Facts};
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 use regex::Regex;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Error for a classifier policy that cannot be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +261,8 @@ pub struct RulesClassifier {
     settings: Settings,
     signals: Vec<Signal>,
     rules: Vec<Rule>,
+    /// Which rules can match a text, in one pass (see [`Prefilter`]).
+    prefilter: Prefilter,
     senders: Vec<Rule>,
     attachments: Vec<Rule>,
     mismatches: Vec<Mismatch>,
@@ -408,7 +410,8 @@ impl RulesClassifier {
             mismatches.push(Mismatch { id: d.id.clone(), target: parse_target(&d.id, &d.category)?, weight: d.weight, pattern: compile(&d.id, &d.pattern)? });
         }
         let x = Extractors::new(compile_any("amount.cues", &file.amount.cues, &[])?);
-        Ok(RulesClassifier { settings, signals, rules, senders, attachments, mismatches, asks, tones, x })
+        let prefilter = Prefilter::new(&rules);
+        Ok(RulesClassifier { settings, signals, rules, prefilter, senders, attachments, mismatches, asks, tones, x })
     }
 
     /// The policy shipped with the crate.
@@ -454,18 +457,20 @@ impl RulesClassifier {
 
         // A field whose weight is zero does not count (subject-only or body-only rules).
         let fires = |r: &Rule, text: &str| !text.is_empty() && r.pattern.is_match(text) && !r.unless.as_ref().is_some_and(|u| u.is_match(text));
-        for r in &self.rules {
+        // Only the rules whose leading words occur in a text are searched in it.
+        let (in_subject, in_body, in_quoted) = (self.prefilter.candidates(&subject), self.prefilter.candidates(&body), self.prefilter.candidates(&quoted));
+        for (i, r) in self.rules.iter().enumerate() {
             let mut w = 0.0;
             let mut fired = false;
-            if r.subject_weight != 0.0 && fires(r, &subject) {
+            if r.subject_weight != 0.0 && in_subject[i] && fires(r, &subject) {
                 w += r.subject_weight;
                 fired = true;
             }
-            if r.weight != 0.0 && fires(r, &body) {
+            if r.weight != 0.0 && in_body[i] && fires(r, &body) {
                 w += r.weight;
                 fired = true;
             }
-            if r.weight != 0.0 && fires(r, &quoted) {
+            if r.weight != 0.0 && in_quoted[i] && fires(r, &quoted) {
                 w += r.weight * self.settings.quoted_factor;
                 fired = true;
             }
@@ -791,6 +796,90 @@ impl Extractors {
     }
 }
 
+// ---------------------------------------------------------------- prefilter
+
+/// The classifier's rules are many (over a hundred) and each is a regex; a
+/// text searched by each in turn costs a pass per rule, which was the largest
+/// single cost of the flow. Every match of a rule begins with one of a finite
+/// set of literals (its first words, extracted from the compiled pattern by
+/// regex-syntax) and ends with one of another (its last words), when such
+/// sets exist; each rule keeps the more selective; one Aho-Corasick pass over the text
+/// finds which of all rules' literals occur, and only those rules (plus the
+/// few whose matches can begin anywhere) are searched. The result is the same
+/// as searching every rule: a rule none of whose prefixes occur cannot match.
+#[derive(Debug, Clone)]
+struct Prefilter {
+    /// All rules' prefix literals; pattern id → index in `rules_of`.
+    ac: Option<aho_corasick::AhoCorasick>,
+    /// For each literal, the rules it starts.
+    rules_of: Vec<Vec<usize>>,
+    /// Rules without a finite prefix set: always searched.
+    always: Vec<usize>,
+    rules: usize,
+}
+
+impl Prefilter {
+    fn new(rules: &[Rule]) -> Prefilter {
+        use regex_syntax::hir::literal::{ExtractKind, Extractor};
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let (mut literals, mut rules_of, mut always) = (Vec::<Vec<u8>>::new(), Vec::<Vec<usize>>::new(), Vec::new());
+        for (i, r) in rules.iter().enumerate() {
+            let hir = regex_syntax::Parser::new().parse(r.pattern.as_str()).ok();
+            // Every match begins with one of the prefixes and ends with one
+            // of the suffixes: either set will do. The one whose shortest
+            // literal is longer is the more selective ("pas recu" before
+            // "le"); none when neither is a finite set of non-empty strings,
+            // and the rule may match without any literal to look for.
+            let set = |kind| hir.as_ref().map(|h| Extractor::new().kind(kind).extract(h));
+            let (prefixes, suffixes) = (set(ExtractKind::Prefix), set(ExtractKind::Suffix));
+            let usable = |seq: &Option<regex_syntax::hir::literal::Seq>| seq.as_ref().and_then(|q| q.literals()).filter(|l| !l.is_empty() && l.iter().all(|x| !x.as_bytes().is_empty())).map(|l| l.to_vec());
+            let shortest = |l: &Option<Vec<regex_syntax::hir::literal::Literal>>| l.as_ref().map_or(0, |l| l.iter().map(|x| x.as_bytes().len()).min().unwrap_or(0));
+            let (p, s) = (usable(&prefixes), usable(&suffixes));
+            let lits = if shortest(&s) > shortest(&p) { s } else { p };
+            match lits.as_deref() {
+                None => always.push(i),
+                Some(lits) => {
+                    for l in lits {
+                        let id = *index.entry(l.as_bytes().to_vec()).or_insert_with(|| {
+                            literals.push(l.as_bytes().to_vec());
+                            rules_of.push(Vec::new());
+                            literals.len() - 1
+                        });
+                        if !rules_of[id].contains(&i) {
+                            rules_of[id].push(i);
+                        }
+                    }
+                }
+            }
+        }
+        let ac = aho_corasick::AhoCorasick::new(&literals).ok();
+        if ac.is_none() {
+            // Cannot happen with sane rules; searching every rule is correct, only slower.
+            always = (0..rules.len()).collect();
+        }
+        Prefilter { ac, rules_of, always, rules: rules.len() }
+    }
+
+    /// For each rule, whether it can match `text`.
+    fn candidates(&self, text: &str) -> Vec<bool> {
+        let mut out = vec![false; self.rules];
+        if text.is_empty() {
+            return out;
+        }
+        for &i in &self.always {
+            out[i] = true;
+        }
+        if let Some(ac) = &self.ac {
+            for m in ac.find_overlapping_iter(text) {
+                for &i in &self.rules_of[m.pattern().as_usize()] {
+                    out[i] = true;
+                }
+            }
+        }
+        out
+    }
+}
+
 // ---------------------------------------------------------------- text helpers
 
 /// Lowercase, accents folded, apostrophes and quotes unified, whitespace collapsed.
@@ -1070,6 +1159,53 @@ mod tests {
     fn the_shipped_policy_compiles() {
         let c = RulesClassifier::embedded();
         assert!(c.rules.len() > 40);
+    }
+
+    #[test]
+    fn the_prefilter_never_hides_a_match() {
+        // The one-pass prefilter is an optimisation: every rule that matches
+        // a text must be among its candidates, on texts that fire rules and
+        // texts that fire none; and most rules must have literals to look
+        // for, or the prefilter does not earn its keep.
+        let c = RulesClassifier::embedded();
+        assert!(c.prefilter.always.len() * 4 < c.rules.len(), "{} of {} rules have no prefix literals", c.prefilter.always.len(), c.rules.len());
+        let texts = [
+            "le prix unitaire ne correspond pas au tarif convenu, merci de nous faire un avoir",
+            "we only received 10 pallets, not 12 as invoiced",
+            "the equipment is faulty and does not work since the installation",
+            "la facture ne mentionne pas notre numero de bon de commande",
+            "les travaux ne sont pas termines, le chantier a du retard",
+            "nous reglerons la facture le 15 du mois prochain",
+            "virement effectue ce jour, veuillez trouver l'avis de paiement",
+            "pourriez-vous nous renvoyer une copie de la facture",
+            "je suis absent du bureau jusqu'au 3",
+            "rendez-vous samedi pour le match de foot",
+            "",
+        ];
+        let (mut fired, mut skipped) = (0, 0);
+        for t in texts {
+            let t = normalize(t);
+            let cand = c.prefilter.candidates(&t);
+            for (i, r) in c.rules.iter().enumerate() {
+                if r.pattern.is_match(&t) {
+                    fired += 1;
+                    assert!(cand[i], "rule {} matches {t:?} but was not a candidate", r.id);
+                } else if !cand[i] {
+                    skipped += 1;
+                }
+            }
+        }
+        assert!(fired >= 9, "the sample texts fire rules ({fired})");
+        assert!(skipped > texts.len() * c.rules.len() / 2, "the prefilter spares most searches ({skipped})");
+        // And the classification is the one of searching every rule.
+        let mut plain = c.clone();
+        plain.prefilter.ac = None;
+        plain.prefilter.always = (0..c.rules.len()).collect();
+        for t in texts {
+            let m = msg("Facture FA-1 contestée", t);
+            let (a, b) = (c.classify(&input(&m)), plain.classify(&input(&m)));
+            assert_eq!((a.category, a.reasons), (b.category, b.reasons), "{t:?}");
+        }
     }
 
     #[test]

@@ -61,15 +61,45 @@ pub async fn append(tx: &mut Tx, backend: Backend, ev: Event<'_>) -> Result<()> 
 /// wrote (nobody else can append until this transaction ends: SQLite's write
 /// lock, PostgreSQL's advisory lock). Every append of the transaction must go
 /// through the same `Chain`.
-#[derive(Debug)]
+///
+/// A [`Chain::buffered`] chain keeps the rows it hashed and writes them with
+/// [`Chain::flush`] as multi-row inserts (the flow appends several events per
+/// message and a batch of messages per transaction; one statement instead of
+/// one per event). Its owner must flush before committing; a buffered chain
+/// dropped with rows not flushed says so in the log (the transaction is then
+/// being abandoned, or the events would be lost).
+#[derive(Debug, Clone)]
 pub struct Chain {
     backend: Backend,
     head: Option<String>,
+    buffered: bool,
+    pending: Vec<PendingRow>,
 }
+
+#[derive(Debug, Clone)]
+struct PendingRow {
+    at: i64,
+    actor: String,
+    case_id: Option<i64>,
+    entity: String,
+    entity_id: String,
+    action: String,
+    detail: String,
+    prev: String,
+    hash: String,
+}
+
+/// Rows per INSERT when flushing (9 values each, well under both engines' bind limits).
+const FLUSH_ROWS: usize = 100;
 
 impl Chain {
     pub fn new(backend: Backend) -> Chain {
-        Chain { backend, head: None }
+        Chain { backend, head: None, buffered: false, pending: Vec::new() }
+    }
+
+    /// A chain whose rows wait in memory until [`Chain::flush`].
+    pub fn buffered(backend: Backend) -> Chain {
+        Chain { backend, head: None, buffered: true, pending: Vec::new() }
     }
 
     pub async fn append(&mut self, tx: &mut Tx, ev: Event<'_>) -> Result<()> {
@@ -92,23 +122,49 @@ impl Chain {
         let actor = ev.actor.label();
         let detail = ev.detail.to_string();
         let hash = hash_row(&prev, at, &actor, ev.case_id, ev.entity, &ev.entity_id, ev.action, &detail);
-        sqlx::query(
-            "INSERT INTO audit_events (at, actor, case_id, entity, entity_id, action, detail, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(at)
-        .bind(actor)
-        .bind(ev.case_id)
-        .bind(ev.entity)
-        .bind(ev.entity_id)
-        .bind(ev.action)
-        .bind(detail)
-        .bind(prev)
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await?;
-        self.head = Some(hash);
+        self.head = Some(hash.clone());
+        let row = PendingRow { at, actor, case_id: ev.case_id, entity: ev.entity.to_string(), entity_id: ev.entity_id, action: ev.action.to_string(), detail, prev, hash };
+        self.pending.push(row);
+        if !self.buffered {
+            self.flush(tx).await?;
+        }
         Ok(())
+    }
+
+    /// Writes the rows appended since the last flush, in order.
+    pub async fn flush(&mut self, tx: &mut Tx) -> Result<()> {
+        for chunk in self.pending.chunks(FLUSH_ROWS) {
+            let mut sql = String::from("INSERT INTO audit_events (at, actor, case_id, entity, entity_id, action, detail, prev_hash, hash) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                match self.backend {
+                    // Anonymous parameters: sqlx looks each named one up by
+                    // name, which costs in proportion to their number.
+                    Backend::Sqlite => sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    Backend::Postgres => {
+                        let b = i * 9;
+                        sql.push_str(&format!("(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9));
+                    }
+                }
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q.bind(r.at).bind(&r.actor).bind(r.case_id).bind(&r.entity).bind(&r.entity_id).bind(&r.action).bind(&r.detail).bind(&r.prev).bind(&r.hash);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            tracing::debug!(events = self.pending.len(), "audit events not flushed: their transaction is abandoned");
+        }
     }
 }
 

@@ -84,6 +84,11 @@ pub struct NewCase<'a> {
     pub amount_cents: i64,
     pub disputed_cents: Option<i64>,
     pub language: &'a str,
+    /// The SLA deadline of the opening status.
+    pub deadline: Option<chrono::NaiveDate>,
+    /// When the client wrote the message that opens it (`first_at` is the
+    /// earlier of this and now).
+    pub client_wrote_at: Option<i64>,
 }
 
 /// A new task to insert.
@@ -177,42 +182,51 @@ impl Store {
     }
 
     /// The client's cases that are not resolved, newest first.
-    pub async fn open_cases_of(&self, client_id: &str) -> Result<Vec<OpenCase>> {
-        let rows = sqlx::query("SELECT id, kind, status, owner_id FROM cases WHERE client_id = $1 AND status <> 'resolved' ORDER BY id DESC")
-            .bind(client_id)
-            .fetch_all(&self.pool)
-            .await?;
-        // The invoices of all these cases in one query, not one per case.
-        let links = sqlx::query("SELECT ci.case_id, ci.invoice_number FROM case_invoices ci JOIN cases c ON c.id = ci.case_id WHERE c.client_id = $1 AND c.status <> 'resolved' ORDER BY ci.invoice_number")
-            .bind(client_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut invoices: std::collections::HashMap<i64, Vec<InvoiceNumber>> = std::collections::HashMap::new();
-        for l in &links {
-            if let Ok(n) = InvoiceNumber::parse(&l.try_get::<String, _>("invoice_number")?) {
-                invoices.entry(l.try_get("case_id")?).or_default().push(n);
-            }
-        }
-        let mut out = Vec::new();
+    /// On the given connection: the flow reads them inside its transaction,
+    /// so that a batch sees the cases its earlier messages opened.
+    pub async fn open_cases_of(c: &mut sqlx::AnyConnection, client_id: &str) -> Result<Vec<OpenCase>> {
+        // The cases and their invoices in one query, walking from the
+        // client's cases (index on client_id) into case_invoices by its key:
+        // a join from case_invoices made PostgreSQL scan that table.
+        let rows = sqlx::query(
+            "SELECT c.id, c.kind, c.status, c.owner_id, ci.invoice_number FROM cases c LEFT JOIN case_invoices ci ON ci.case_id = c.id \
+             WHERE c.client_id = $1 AND c.status <> 'resolved' ORDER BY c.id DESC, ci.invoice_number",
+        )
+        .bind(client_id)
+        .fetch_all(&mut *c)
+        .await?;
+        let mut out: Vec<OpenCase> = Vec::new();
         for r in rows {
             let id: i64 = r.try_get("id")?;
-            let kind: String = r.try_get("kind")?;
-            let status: String = r.try_get("status")?;
-            out.push(OpenCase {
-                id,
-                kind: if kind == "dispute" { CaseKind::Dispute } else { CaseKind::Request },
-                status: status.parse().map_err(|e: crate::domain::DomainError| StoreError::Invalid(e.to_string()))?,
-                owner_id: r.try_get("owner_id")?,
-                invoices: invoices.remove(&id).unwrap_or_default(),
-            });
+            if out.last().map(|o| o.id) != Some(id) {
+                let kind: String = r.try_get("kind")?;
+                let status: String = r.try_get("status")?;
+                out.push(OpenCase {
+                    id,
+                    kind: if kind == "dispute" { CaseKind::Dispute } else { CaseKind::Request },
+                    status: status.parse().map_err(|e: crate::domain::DomainError| StoreError::Invalid(e.to_string()))?,
+                    owner_id: r.try_get("owner_id")?,
+                    invoices: Vec::new(),
+                });
+            }
+            if let Some(n) = r.try_get::<Option<String>, _>("invoice_number")?.and_then(|n| InvoiceNumber::parse(&n).ok()) {
+                if let Some(last) = out.last_mut() {
+                    last.invoices.push(n);
+                }
+            }
         }
         Ok(out)
     }
 
     pub async fn case_invoices(&self, case_id: i64) -> Result<Vec<String>> {
+        let mut c = self.pool.acquire().await?;
+        Self::case_invoices_in(&mut c, case_id).await
+    }
+
+    async fn case_invoices_in(c: &mut sqlx::AnyConnection, case_id: i64) -> Result<Vec<String>> {
         Ok(sqlx::query("SELECT invoice_number FROM case_invoices WHERE case_id = $1 ORDER BY invoice_number")
             .bind(case_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await?
             .iter()
             .map(|r| r.try_get::<String, _>(0))
@@ -222,8 +236,8 @@ impl Store {
     pub async fn insert_case(&self, tx: &mut Tx, c: &NewCase<'_>, invoices: &[InvoiceNumber], actor: &str) -> Result<i64> {
         let t = now();
         let id: i64 = sqlx::query(
-            "INSERT INTO cases (kind, client_id, category, status, owner_id, priority, priority_reason, amount_cents, disputed_cents, language, opened_at, updated_at, first_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11) RETURNING id",
+            "INSERT INTO cases (kind, client_id, category, status, owner_id, priority, priority_reason, amount_cents, disputed_cents, language, opened_at, updated_at, first_at, deadline) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13) RETURNING id",
         )
         .bind(c.kind.as_str())
         .bind(c.client_id)
@@ -236,6 +250,8 @@ impl Store {
         .bind(c.disputed_cents)
         .bind(c.language)
         .bind(t)
+        .bind(c.client_wrote_at.map_or(t, |at| at.min(t)))
+        .bind(c.deadline.map(|d| d.to_string()))
         .fetch_one(&mut **tx)
         .await?
         .try_get(0)?;
@@ -288,8 +304,15 @@ impl Store {
         Ok(())
     }
 
-    pub async fn touch_case(&self, tx: &mut Tx, case_id: i64) -> Result<()> {
-        sqlx::query("UPDATE cases SET updated_at = $1 WHERE id = $2").bind(now()).bind(case_id).execute(&mut **tx).await?;
+    /// A message was attached to the case: `updated_at` is now, and
+    /// `first_at` the earliest date the client wrote (`wrote_at`, when known).
+    pub async fn touch_case(&self, tx: &mut Tx, case_id: i64, wrote_at: Option<i64>) -> Result<()> {
+        match wrote_at {
+            Some(at) => sqlx::query("UPDATE cases SET updated_at = $1, first_at = CASE WHEN first_at IS NULL OR $3 < first_at THEN $3 ELSE first_at END WHERE id = $2").bind(now()).bind(case_id).bind(at),
+            None => sqlx::query("UPDATE cases SET updated_at = $1 WHERE id = $2").bind(now()).bind(case_id),
+        }
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 
@@ -429,21 +452,20 @@ impl Store {
         Ok(out)
     }
 
-    /// Records that the client wrote about case `id` at `at` (a message date):
-    /// the case's `first_at` is the earliest such date.
-    pub async fn client_wrote(&self, tx: &mut Tx, id: i64, at: i64) -> Result<()> {
-        sqlx::query("UPDATE cases SET first_at = CASE WHEN first_at IS NULL OR $2 < first_at THEN $2 ELSE first_at END WHERE id = $1").bind(id).bind(at).execute(&mut **tx).await?;
-        Ok(())
+    pub async fn case(&self, id: i64) -> Result<CaseRow> {
+        let mut c = self.pool.acquire().await?;
+        Self::case_in(&mut c, id).await
     }
 
-    pub async fn case(&self, id: i64) -> Result<CaseRow> {
+    /// [`Store::case`] on a given connection (the flow's transaction).
+    pub async fn case_in(conn: &mut sqlx::AnyConnection, id: i64) -> Result<CaseRow> {
         let r = sqlx::query(sqlx::AssertSqlSafe(format!("{CASE_SELECT} WHERE c.id = $1")))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("case {id}")))?;
         let mut c = case_from_row(&r)?;
-        c.invoices = self.case_invoices(id).await?;
+        c.invoices = Self::case_invoices_in(conn, id).await?;
         Ok(c)
     }
 

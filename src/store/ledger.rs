@@ -174,13 +174,19 @@ impl Store {
     }
 
     pub async fn invoices_by_number(&self, numbers: &[InvoiceNumber]) -> Result<Vec<Invoice>> {
+        let mut c = self.pool.acquire().await?;
+        Self::invoices_by_number_in(&mut c, numbers).await
+    }
+
+    /// [`Store::invoices_by_number`] on a given connection (the flow's transaction).
+    pub async fn invoices_by_number_in(c: &mut sqlx::AnyConnection, numbers: &[InvoiceNumber]) -> Result<Vec<Invoice>> {
         let mut out = Vec::with_capacity(numbers.len());
         for n in numbers {
             let row = sqlx::query(
                 "SELECT number, client_id, issue_date, due_date, amount_cents, currency, status, po_number, project, promised_date FROM invoices WHERE number = $1",
             )
             .bind(n.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *c)
             .await?;
             if let Some(r) = row {
                 out.push(invoice_from_row(&r)?);

@@ -138,17 +138,23 @@ impl Store {
 
     /// The invoices a person named when linking message `id` by hand (those
     /// of `client_id` among the message's invoices).
-    pub async fn hand_linked_invoices(&self, id: i64, client_id: &str) -> Result<Vec<String>> {
+    pub async fn hand_linked_invoices(c: &mut sqlx::AnyConnection, id: i64, client_id: &str) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT mi.invoice_number FROM message_invoices mi JOIN invoices i ON i.number = mi.invoice_number WHERE mi.message_id = $1 AND i.client_id = $2 ORDER BY mi.invoice_number")
             .bind(id)
             .bind(client_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
             .await?)
     }
 
     /// Records a failed processing attempt; after `max_attempts` the message
     /// is set aside as `failed` (kept, visible, retried by hand).
     pub async fn processing_failed(&self, id: i64, error: &str, max_attempts: i64) -> Result<()> {
+        let mut c = self.pool.acquire().await?;
+        Self::processing_failed_in(&mut c, id, error, max_attempts).await
+    }
+
+    /// [`Store::processing_failed`] on a given connection (inside a batch).
+    pub async fn processing_failed_in(c: &mut sqlx::AnyConnection, id: i64, error: &str, max_attempts: i64) -> Result<()> {
         sqlx::query(
             "UPDATE messages SET attempts = attempts + 1, last_error = $2, \
              state = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE state END WHERE id = $1 AND state = 'accepted'",
@@ -156,20 +162,20 @@ impl Store {
         .bind(id)
         .bind(error)
         .bind(max_attempts)
-        .execute(&self.pool)
+        .execute(&mut *c)
         .await?;
         Ok(())
     }
 
     /// Stored messages that the given Message-IDs point at, with their client,
     /// invoices and case.
-    pub async fn thread_hits(&self, ids: &[String]) -> Result<Vec<(ThreadHit, Option<i64>)>> {
+    pub async fn thread_hits(c: &mut sqlx::AnyConnection, ids: &[String]) -> Result<Vec<(ThreadHit, Option<i64>)>> {
         let mut out = Vec::new();
         for mid in ids.iter().rev().take(20) {
             // The message and its invoices in one query (one row per invoice).
             let rows = sqlx::query("SELECT m.client_id, m.case_id, mi.invoice_number FROM messages m LEFT JOIN message_invoices mi ON mi.message_id = m.id WHERE m.message_id = $1 ORDER BY mi.invoice_number")
                 .bind(mid)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *c)
                 .await?;
             let Some(first) = rows.first() else { continue };
             let invoices = rows.iter().filter_map(|r| r.try_get::<Option<String>, _>("invoice_number").ok().flatten().and_then(|n| InvoiceNumber::parse(&n).ok())).collect();
@@ -213,16 +219,16 @@ impl Store {
 
     /// Date, direction and subject of the message with this Message-ID: a
     /// line of a call brief's history.
-    pub async fn history_line_of(&self, mid: &str) -> Result<Option<(Option<i64>, String, Option<String>)>> {
-        let r = sqlx::query("SELECT date_at, direction, subject FROM messages WHERE message_id = $1").bind(mid).fetch_optional(&self.pool).await?;
+    pub async fn history_line_of(c: &mut sqlx::AnyConnection, mid: &str) -> Result<Option<(Option<i64>, String, Option<String>)>> {
+        let r = sqlx::query("SELECT date_at, direction, subject FROM messages WHERE message_id = $1").bind(mid).fetch_optional(&mut *c).await?;
         r.map(|r| Ok((r.try_get("date_at")?, r.try_get("direction")?, r.try_get("subject")?))).transpose()
     }
 
     /// The last `limit` messages of a case (date, direction, subject), oldest
     /// first: what a call brief shows. Bounded and light, so that a case with
     /// a long thread costs the same per new message as a short one.
-    pub async fn case_history(&self, case_id: i64, limit: i64) -> Result<Vec<(Option<i64>, String, Option<String>)>> {
-        let rows = sqlx::query("SELECT date_at, direction, subject FROM messages WHERE case_id = $1 ORDER BY id DESC LIMIT $2").bind(case_id).bind(limit).fetch_all(&self.pool).await?;
+    pub async fn case_history(c: &mut sqlx::AnyConnection, case_id: i64, limit: i64) -> Result<Vec<(Option<i64>, String, Option<String>)>> {
+        let rows = sqlx::query("SELECT date_at, direction, subject FROM messages WHERE case_id = $1 ORDER BY id DESC LIMIT $2").bind(case_id).bind(limit).fetch_all(&mut *c).await?;
         let mut out = rows.iter().map(|r| Ok((r.try_get("date_at")?, r.try_get("direction")?, r.try_get("subject")?))).collect::<Result<Vec<_>>>()?;
         out.reverse();
         Ok(out)
