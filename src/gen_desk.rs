@@ -114,14 +114,6 @@ async fn insert_rows(tx: &mut crate::store::Tx, table: &str, cols: &str, rows: &
     exec(tx, sql).await
 }
 
-/// A bytes literal of this backend.
-fn blob(backend: Backend, bytes: &[u8]) -> String {
-    match backend {
-        Backend::Postgres => format!("decode('{}', 'hex')", hex::encode(bytes)),
-        _ => format!("X'{}'", hex::encode(bytes)),
-    }
-}
-
 fn iso(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
@@ -228,8 +220,7 @@ pub async fn generate(store: &Store, spec: DeskSpec, today: NaiveDate) -> Result
         ));
         ci.push(format!("({id}, 'FB-{inv:07}')"));
         msgs.push(format!(
-            "('in', '<case-{id}@client{client}.bench-desk.test>', 'gen-desk-{id}', 'gen-desk', {}, {opened}, 'processed', 'Facture FB-{inv:07}', 'compta@client{client}.bench-desk.test', {wrote}, 'C{client:06}', 'invoice_number', 0.95, '{}', {id}, 'case', '{owner}', {opened})",
-            blob(store.backend, format!("Subject: Facture FB-{inv:07}\r\nMessage-ID: <case-{id}@client{client}.bench-desk.test>\r\n\r\nGenerated message {id}.\r\n").as_bytes()),
+            "('in', '<case-{id}@client{client}.bench-desk.test>', 'gen-desk-{id}', 'gen-desk', {opened}, 'processed', 'Facture FB-{inv:07}', 'compta@client{client}.bench-desk.test', {wrote}, 'C{client:06}', 'invoice_number', 0.95, '{}', {id}, 'case', '{owner}', {opened})",
             category.as_str()
         ));
         hist.push(format!("({id}, NULL, 'open', 'policy:routing', 'case opened', {opened})"));
@@ -251,12 +242,22 @@ pub async fn generate(store: &Store, spec: DeskSpec, today: NaiveDate) -> Result
         if rows.len() >= CHUNK || last {
             insert_rows(&mut tx, "cases", case_cols, &mut rows, true).await?;
             insert_rows(&mut tx, "case_invoices", "case_id, invoice_number", &mut ci, true).await?;
-            insert_rows(&mut tx, "messages", "direction, message_id, content_hash, source, raw, received_at, state, subject, from_addr, date_at, client_id, link_method, link_confidence, category, case_id, disposition, owner_id, processed_at", &mut msgs, true).await?;
+            insert_rows(&mut tx, "messages", "direction, message_id, content_hash, source, received_at, state, subject, from_addr, date_at, client_id, link_method, link_confidence, category, case_id, disposition, owner_id, processed_at", &mut msgs, true).await?;
             insert_rows(&mut tx, "case_status_history", "case_id, from_status, to_status, actor, reason, at", &mut hist, true).await?;
             insert_rows(&mut tx, "drafts", "case_id, kind, language, to_addr, subject, body, status, template, created_at", &mut drafts, true).await?;
             insert_rows(&mut tx, "tasks", "case_id, kind, owner_id, status, note, created_at", &mut tasks, true).await?;
         }
     }
+    // Their raw bytes (a short message each), built from the rows.
+    exec(
+        &mut tx,
+        match store.backend {
+            Backend::Postgres => "INSERT INTO message_raw (message_id, raw) SELECT id, convert_to('Subject: ' || subject || E'\\r\\nMessage-ID: ' || message_id || E'\\r\\n\\r\\nGenerated message.\\r\\n', 'UTF8') FROM messages WHERE source = 'gen-desk'",
+            Backend::Sqlite => "INSERT INTO message_raw (message_id, raw) SELECT id, CAST('Subject: ' || subject || char(13, 10) || 'Message-ID: ' || message_id || char(13, 10, 13, 10) || 'Generated message.' || char(13, 10) AS BLOB) FROM messages WHERE source = 'gen-desk'",
+        }
+        .into(),
+    )
+    .await?;
     // Explicit ids do not move a PostgreSQL sequence.
     if store.backend == Backend::Postgres {
         exec(&mut tx, "SELECT setval(pg_get_serial_sequence('cases', 'id'), (SELECT MAX(id) FROM cases))".into()).await?;

@@ -476,31 +476,13 @@ impl Pipeline {
         let agent = Actor::Agent;
         let routing = Actor::Policy("routing".into());
 
-        // The message row first: if another worker already processed it,
-        // nothing else happens (the transaction is dropped).
-        let parsed = serde_json::to_string(msg).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let done = sqlx::query(
-            "UPDATE messages SET state = 'processed', subject = $2, from_addr = $3, date_at = $4, client_id = $5, link_method = $6, \
-             link_confidence = $7, link_notes = $8, category = $9, classification = $10, disposition = $11, owner_id = $12, parsed = $13, processed_at = $14 \
-             WHERE id = $1 AND state = 'accepted'",
-        )
-        .bind(id)
-        .bind(&msg.subject)
-        .bind(msg.from.as_ref().map(|f| f.to_string()))
-        .bind(msg.date.map(|d| d.timestamp()))
-        .bind(l.client_id.clone())
-        .bind(l.method.as_str())
-        .bind(l.confidence as f64)
-        .bind(serde_json::to_string(&l.notes).unwrap_or_default())
-        .bind(cls.category.as_str())
-        .bind(serde_json::to_string(cls).unwrap_or_default())
-        .bind(d.disposition.as_str())
-        .bind(d.owner_id.clone())
-        .bind(parsed)
-        .bind(crate::store::now())
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() != 1 {
+        // The message must still wait: if another worker already processed
+        // it, nothing else happens (the transaction is dropped). Its row is
+        // written once, at the end, with the case it went to: the flow's
+        // transactions are serialised (SQLite's write lock, PostgreSQL's
+        // case-writes lock), so nobody processes it in between.
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM messages WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
+        if state.as_deref() != Some("accepted") {
             return Ok(None);
         }
         self.link_invoices(tx, id, &l.invoices).await?;
@@ -578,10 +560,6 @@ impl Pipeline {
                 case_id = Some(*cid);
             }
             None => {}
-        }
-
-        if let Some(cid) = case_id {
-            sqlx::query("UPDATE messages SET case_id = $1 WHERE id = $2").bind(cid).bind(id).execute(&mut **tx).await?;
         }
 
         // Promises, payment notices, tasks.
@@ -668,6 +646,34 @@ impl Pipeline {
                 }
                 written = Some((facts, texts));
             }
+        }
+        let parsed = serde_json::to_string(msg).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let done = sqlx::query(
+            "UPDATE messages SET state = 'processed', subject = $2, from_addr = $3, date_at = $4, client_id = $5, link_method = $6, \
+             link_confidence = $7, link_notes = $8, category = $9, classification = $10, disposition = $11, owner_id = $12, parsed = $13, processed_at = $14, case_id = $15 \
+             WHERE id = $1 AND state = 'accepted'",
+        )
+        .bind(id)
+        .bind(&msg.subject)
+        .bind(msg.from.as_ref().map(|f| f.to_string()))
+        .bind(msg.date.map(|d| d.timestamp()))
+        .bind(l.client_id.clone())
+        .bind(l.method.as_str())
+        .bind(l.confidence as f64)
+        .bind(serde_json::to_string(&l.notes).unwrap_or_default())
+        .bind(cls.category.as_str())
+        .bind(serde_json::to_string(cls).unwrap_or_default())
+        .bind(d.disposition.as_str())
+        .bind(d.owner_id.clone())
+        .bind(parsed)
+        .bind(crate::store::now())
+        .bind(case_id)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            // Cannot happen while flow transactions are serialised; if it
+            // does, everything this message wrote is rolled back.
+            return Err(StoreError::Conflict(format!("message {id} was processed by another worker meanwhile")));
         }
         chain.append(
             tx,

@@ -80,8 +80,8 @@ impl Store {
     /// checkpoint can be written with it.
     pub async fn insert_raw(&self, tx: &mut Tx, m: &NewRaw<'_>) -> Result<Option<i64>> {
         let row = sqlx::query(
-            "INSERT INTO messages (direction, message_id, content_hash, source, mailbox, uidvalidity, uid, raw, received_at, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'accepted') ON CONFLICT DO NOTHING RETURNING id",
+            "INSERT INTO messages (direction, message_id, content_hash, source, mailbox, uidvalidity, uid, received_at, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'accepted') ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(m.direction)
         .bind(m.message_id.clone())
@@ -90,14 +90,14 @@ impl Store {
         .bind(m.mailbox)
         .bind(m.uidvalidity)
         .bind(m.uid)
-        .bind(m.raw.to_vec())
         .bind(now())
         .fetch_optional(&mut **tx)
         .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get(0)?),
-            None => None,
-        })
+        let Some(r) = row else { return Ok(None) };
+        let id: i64 = r.try_get(0)?;
+        // The bytes apart from the row the flow reads and updates (migration 0010).
+        sqlx::query("INSERT INTO message_raw (message_id, raw) VALUES ($1, $2)").bind(id).bind(m.raw.to_vec()).execute(&mut **tx).await?;
+        Ok(Some(id))
     }
 
     /// Records the last UID fully ingested for a mailbox (same transaction as
@@ -126,13 +126,13 @@ impl Store {
 
     /// Messages stored but not yet through the flow, oldest first.
     pub async fn accepted(&self, limit: i64) -> Result<Vec<Accepted>> {
-        let rows = sqlx::query("SELECT id, direction, raw, attempts, link_method, client_id FROM messages WHERE state = 'accepted' ORDER BY id LIMIT $1").bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT m.id, m.direction, r.raw, m.attempts, m.link_method, m.client_id FROM messages m JOIN message_raw r ON r.message_id = m.id WHERE m.state = 'accepted' ORDER BY m.id LIMIT $1").bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(accepted_from_row).collect()
     }
 
     /// Message `id` if it waits to be processed.
     pub async fn accepted_one(&self, id: i64) -> Result<Option<Accepted>> {
-        let r = sqlx::query("SELECT id, direction, raw, attempts, link_method, client_id FROM messages WHERE state = 'accepted' AND id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let r = sqlx::query("SELECT m.id, m.direction, r.raw, m.attempts, m.link_method, m.client_id FROM messages m JOIN message_raw r ON r.message_id = m.id WHERE m.state = 'accepted' AND m.id = $1").bind(id).fetch_optional(&self.pool).await?;
         r.as_ref().map(accepted_from_row).transpose()
     }
 
