@@ -223,7 +223,10 @@ impl Pipeline {
             let mut chain = Chain::buffered(self.store.backend);
             let done = match prepared {
                 None => self.process_outbound(&mut tx, acc.id, &msg).await?.map(|(o, e)| (o, None, e)),
-                Some(p) => self.commit_inbound(&mut tx, &mut chain, acc.id, &msg, p).await?,
+                Some(p) => {
+                    self.store.lock_case_writes(&mut tx).await?;
+                    self.commit_inbound(&mut tx, &mut chain, acc.id, &msg, p).await?
+                }
             };
             let Some((outcome, written, effects)) = done else {
                 return Ok(None);
@@ -251,10 +254,8 @@ impl Pipeline {
         let t = std::time::Instant::now();
         let l = link::link(&msg, &self.dir, &[]);
         acc.link += t.elapsed().as_secs_f64();
-        let today = msg.date.map(|d| d.date_naive()).unwrap_or_else(|| Utc::now().date_naive());
-        let known_client = l.client_id.as_ref().is_some_and(|c| self.clients.contains_key(c));
         let t = std::time::Instant::now();
-        std::hint::black_box(self.classifier.classify(ClassifyInput { message: &msg, reference_date: today, has_invoice: !l.invoices.is_empty(), known_client }).await);
+        std::hint::black_box(self.classify_linked(&msg, &l).await);
         acc.classify += t.elapsed().as_secs_f64();
     }
 
@@ -362,21 +363,28 @@ impl Pipeline {
             },
             None => link::link(msg, &self.dir, &thread),
         };
+        let (client, cls, today) = self.classify_linked(msg, &l).await;
+        Ok(Prepared { hits, link: l, client, cls, today })
+    }
+
+    /// Classifies a linked message, as of its date: with its client (when
+    /// the link found a known one) and the day it was written.
+    async fn classify_linked(&self, msg: &Message, l: &Link) -> (Option<Client>, Classification, NaiveDate) {
         let today = msg.date.map(|d| d.date_naive()).unwrap_or_else(|| Utc::now().date_naive());
         let client = l.client_id.as_ref().and_then(|c| self.clients.get(c)).cloned();
         let cls = self
             .classifier
             .classify(ClassifyInput { message: msg, reference_date: today, has_invoice: !l.invoices.is_empty(), known_client: client.is_some() })
             .await;
-        Ok(Prepared { hits, link: l, client, cls, today })
+        (client, cls, today)
     }
 
-    /// Decide and write an inbound message inside `tx`.
+    /// Decide and write an inbound message inside `tx`, whose caller holds
+    /// the case-writes lock (`Store::lock_case_writes`, once per transaction):
+    /// no other instance changes cases until it commits, so the open cases
+    /// read below are the ones this message continues.
     async fn commit_inbound(&mut self, tx: &mut Tx, chain: &mut Chain, id: i64, msg: &Message, p: Prepared) -> Result<Option<(Outcome, Option<Written>, Effects)>> {
         let Prepared { hits, link: l, client, cls, today } = p;
-        // From here on, no other instance changes cases until this message
-        // is committed: the open cases read below are the ones it continues.
-        self.store.lock_case_writes(tx).await?;
         let invoices = Store::invoices_by_number_in(tx, &l.invoices).await?;
         let open_cases = match &client {
             Some(c) => Store::open_cases_of(tx, &c.id).await?,

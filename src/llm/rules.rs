@@ -457,7 +457,7 @@ impl RulesClassifier {
 
         // A field whose weight is zero does not count (subject-only or body-only rules).
         let fires = |r: &Rule, text: &str| !text.is_empty() && r.pattern.is_match(text) && !r.unless.as_ref().is_some_and(|u| u.is_match(text));
-        // Only the rules whose leading words occur in a text are searched in it.
+        // Only the rules whose leading or trailing words occur in a text are searched in it.
         let (in_subject, in_body, in_quoted) = (self.prefilter.candidates(&subject), self.prefilter.candidates(&body), self.prefilter.candidates(&quoted));
         for (i, r) in self.rules.iter().enumerate() {
             let mut w = 0.0;
@@ -805,15 +805,15 @@ impl Extractors {
 /// regex-syntax) and ends with one of another (its last words), when such
 /// sets exist; each rule keeps the more selective; one Aho-Corasick pass over the text
 /// finds which of all rules' literals occur, and only those rules (plus the
-/// few whose matches can begin anywhere) are searched. The result is the same
-/// as searching every rule: a rule none of whose prefixes occur cannot match.
+/// few with neither set) are searched. The result is the same as searching
+/// every rule: a rule none of whose kept literals occur cannot match.
 #[derive(Debug, Clone)]
 struct Prefilter {
-    /// All rules' prefix literals; pattern id → index in `rules_of`.
+    /// All rules' kept literals (prefixes or suffixes); pattern id → index in `rules_of`.
     ac: Option<aho_corasick::AhoCorasick>,
-    /// For each literal, the rules it starts.
+    /// For each literal, the rules that keep it.
     rules_of: Vec<Vec<usize>>,
-    /// Rules without a finite prefix set: always searched.
+    /// Rules with neither a finite prefix nor suffix set: always searched.
     always: Vec<usize>,
     rules: usize,
 }

@@ -68,7 +68,7 @@ pub async fn append(tx: &mut Tx, backend: Backend, ev: Event<'_>) -> Result<()> 
 /// one per event). Its owner must flush before committing; a buffered chain
 /// dropped with rows not flushed says so in the log (the transaction is then
 /// being abandoned, or the events would be lost).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Chain {
     backend: Backend,
     head: Option<String>,
@@ -76,7 +76,7 @@ pub struct Chain {
     pending: Vec<PendingRow>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct PendingRow {
     at: i64,
     actor: String,

@@ -149,12 +149,6 @@ impl Store {
     /// Records a failed processing attempt; after `max_attempts` the message
     /// is set aside as `failed` (kept, visible, retried by hand).
     pub async fn processing_failed(&self, id: i64, error: &str, max_attempts: i64) -> Result<()> {
-        let mut c = self.pool.acquire().await?;
-        Self::processing_failed_in(&mut c, id, error, max_attempts).await
-    }
-
-    /// [`Store::processing_failed`] on a given connection (inside a batch).
-    pub async fn processing_failed_in(c: &mut sqlx::AnyConnection, id: i64, error: &str, max_attempts: i64) -> Result<()> {
         sqlx::query(
             "UPDATE messages SET attempts = attempts + 1, last_error = $2, \
              state = CASE WHEN attempts + 1 >= $3 THEN 'failed' ELSE state END WHERE id = $1 AND state = 'accepted'",
@@ -162,7 +156,7 @@ impl Store {
         .bind(id)
         .bind(error)
         .bind(max_attempts)
-        .execute(&mut *c)
+        .execute(&self.pool)
         .await?;
         Ok(())
     }
