@@ -153,6 +153,8 @@ pub struct IngestBench {
     pub cases: usize,
     pub drafts: usize,
     pub peak_rss_mib: Option<f64>,
+    /// The one CPU the process ran on (see `cpu`); None: every CPU.
+    pub one_cpu: Option<usize>,
 }
 
 /// Runs the flow on `messages` generated messages (or on the corpus at `corpus`).
@@ -229,6 +231,7 @@ pub async fn ingest(base: &Config, messages: usize, corpus: Option<&std::path::P
         cases,
         drafts,
         peak_rss_mib: peak_rss_mib(),
+        one_cpu: crate::cpu::single(),
     })
 }
 

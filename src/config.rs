@@ -49,6 +49,9 @@ pub struct Config {
     pub cluster: crate::cluster::ClusterConfig,
     /// The model: `provider = "rules"` (default, offline) or `"openai"`.
     pub llm: LlmConfig,
+    /// Keep the process on one CPU: unset = only the flow's batch commands
+    /// on SQLite with the rules (see `cpu`), `false` = never, `true` = always.
+    pub one_cpu: Option<bool>,
 }
 
 /// Settings of the web desk (src/web).
@@ -90,6 +93,7 @@ impl Default for Config {
             webhooks: vec![],
             cluster: crate::cluster::ClusterConfig::default(),
             llm: LlmConfig::default(),
+            one_cpu: None,
         }
     }
 }
@@ -138,6 +142,7 @@ impl Config {
                 "DISPUTE_DESK_SMTP_PASSWORD" => self.smtp.password = Some(v.clone()),
                 "DISPUTE_DESK_WEB_LISTEN" => self.web.listen = v.clone(),
                 "DISPUTE_DESK_WEB_SECURE_COOKIES" => self.web.secure_cookies = matches!(v.as_str(), "1" | "true" | "yes"),
+                "DISPUTE_DESK_ONE_CPU" => self.one_cpu = Some(v.parse().map_err(|_| bad("expected true or false"))?),
                 "DISPUTE_DESK_LLM_PROVIDER" => match v.as_str() {
                     "rules" | "openai" => self.llm.provider = v.clone(),
                     _ => return Err(bad("expected rules or openai")),
@@ -218,6 +223,11 @@ mod tests {
         let l: Config = toml::from_str("[llm]\nprovider = \"openai\"\nbase_url = \"http://127.0.0.1:8080/v1\"\nmodel = \"m\"\ndraft_model = \"big\"\n[llm.prices.m]\ninput_per_m = 0.15\noutput_per_m = 0.6\n").unwrap();
         assert_eq!(l.llm.prices["m"].output_per_m, 0.6);
         assert!(toml::from_str::<Config>("[llm]\napi_key = \"x\"\n").is_err(), "the key is not read from the file itself");
+        assert_eq!(c.one_cpu, None, "one CPU: decided per command unless set");
+        c.apply_env(&[("DISPUTE_DESK_ONE_CPU".into(), "false".into())]).unwrap();
+        assert_eq!(c.one_cpu, Some(false));
+        assert!(c.apply_env(&[("DISPUTE_DESK_ONE_CPU".into(), "sometimes".into())]).is_err());
+        assert_eq!(toml::from_str::<Config>("one_cpu = true\n").unwrap().one_cpu, Some(true));
         std::fs::write(&f, "bogus_key = 1\n").unwrap();
         assert!(matches!(Config::load(Some(&f)), Err(ConfigError::Invalid { .. })));
     }

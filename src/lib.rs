@@ -9,6 +9,7 @@ pub mod app;
 pub mod bench;
 pub mod cluster;
 pub mod config;
+pub mod cpu;
 pub mod domain;
 pub mod einvoice;
 pub mod eval;

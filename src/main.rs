@@ -371,22 +371,48 @@ fn when(t: Option<i64>) -> String {
     t.and_then(|t| chrono::DateTime::from_timestamp(t, 0)).map(|d| d.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "-".into())
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DISPUTE_DESK_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    if let Err(e) = run(Cli::parse()).await {
+    let cli = Cli::parse();
+    let fail = |e: anyhow::Error| -> ! {
         eprintln!("error: {e:#}");
         std::process::exit(1);
-    }
-}
-
-async fn run(cli: Cli) -> Result<()> {
-    let mut cfg = Config::load(cli.config.as_deref())?;
+    };
+    let mut cfg = Config::load(cli.config.as_deref()).unwrap_or_else(|e| fail(e.into()));
     if let Some(d) = &cli.data_dir {
         cfg.data_dir = d.clone();
         cfg.database_url = None;
     }
+    // Before the runtime exists, so that every thread inherits it (see `cpu`).
+    if dispute_desk::cpu::wanted(cfg.one_cpu, is_batch_flow(&cli.cmd), flow_on_sqlite_rules(&cli.cmd, &cfg)) {
+        match dispute_desk::cpu::pin_current_thread() {
+            Ok(cpu) => tracing::info!(cpu, "the flow's threads are kept on one CPU (one_cpu = false turns this off)"),
+            Err(e) => tracing::warn!(error = %e, "running on every CPU"),
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| fail(anyhow::anyhow!("cannot start the runtime: {e}")));
+    if let Err(e) = rt.block_on(run(cli, cfg)) {
+        fail(e);
+    }
+}
+
+/// The flow's batch commands: they run the pipeline over many messages at once.
+fn is_batch_flow(cmd: &Cmd) -> bool {
+    matches!(cmd, Cmd::Demo { .. } | Cmd::Ingest { .. } | Cmd::Eval { .. } | Cmd::Bench { cmd: BenchCmd::Ingest { .. } })
+}
+
+/// Whether the command's flow runs on SQLite with the local rules.
+fn flow_on_sqlite_rules(cmd: &Cmd, cfg: &Config) -> bool {
+    match cmd {
+        // Both on a fresh temporary SQLite database.
+        Cmd::Eval { llm, .. } => !llm,
+        Cmd::Bench { cmd: BenchCmd::Ingest { postgres, .. } } => postgres.is_none() && !cfg.llm.enabled(),
+        _ => cfg.database_url().starts_with("sqlite:") && !cfg.llm.enabled(),
+    }
+}
+
+async fn run(cli: Cli, mut cfg: Config) -> Result<()> {
     match cli.cmd {
         Cmd::Demo { company } => demo(cfg, &company, cli.json).await,
         Cmd::Gen { clients, invoices, messages, out_dir } => {
@@ -402,7 +428,8 @@ async fn run(cli: Cli) -> Result<()> {
             if cli.json {
                 return print_json(&b);
             }
-            println!("bench ingest ({}): {} messages, {:.1} MB", b.backend, b.messages, b.bytes as f64 / 1e6);
+            let cpus = b.one_cpu.map(|c| format!("on cpu {c} only")).unwrap_or_else(|| "on every CPU".into());
+            println!("bench ingest ({}, {cpus}): {} messages, {:.1} MB", b.backend, b.messages, b.bytes as f64 / 1e6);
             println!("  mail-parser alone   {:>8.3} s   {:>8.0} msg/s", b.parse_only_seconds, b.parse_only_per_second);
             println!("  whole flow          {:>8.3} s   {:>8.0} msg/s   ({} cases, {} drafts)", b.end_to_end_seconds, b.end_to_end_per_second, b.cases, b.drafts);
             println!("  ratio               {:>8.1}x the parse-only floor", b.ratio);
