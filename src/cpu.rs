@@ -19,9 +19,6 @@
 //! configuration (or `DISPUTE_DESK_ONE_CPU=false`) turns it off, `true`
 //! forces it for every command.
 
-/// What the configuration asks (`one_cpu`): None = decide per command.
-pub type Setting = Option<bool>;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CpuError {
     #[error("cannot read the CPUs this process may run on: {0}")]
@@ -30,10 +27,11 @@ pub enum CpuError {
     Set { cpu: usize, source: std::io::Error },
 }
 
-/// Whether a command should run on one CPU: `batch_flow` says the command
-/// is one of the flow's batch commands, `sqlite_rules` that its flow runs on
-/// SQLite with the local classifier.
-pub fn wanted(setting: Setting, batch_flow: bool, sqlite_rules: bool) -> bool {
+/// Whether a command should run on one CPU: `setting` is the configuration's
+/// `one_cpu` (None: decide per command), `batch_flow` says the command is one
+/// of the flow's batch commands, `sqlite_rules` that its flow runs on SQLite
+/// with the local classifier.
+pub fn wanted(setting: Option<bool>, batch_flow: bool, sqlite_rules: bool) -> bool {
     setting.unwrap_or(batch_flow && sqlite_rules)
 }
 

@@ -408,7 +408,7 @@ fn flow_on_sqlite_rules(cmd: &Cmd, cfg: &Config) -> bool {
         // Both on a fresh temporary SQLite database.
         Cmd::Eval { llm, .. } => !llm,
         Cmd::Bench { cmd: BenchCmd::Ingest { postgres, .. } } => postgres.is_none() && !cfg.llm.enabled(),
-        _ => cfg.database_url().starts_with("sqlite:") && !cfg.llm.enabled(),
+        _ => dispute_desk::store::Backend::of_url(&cfg.database_url()) == dispute_desk::store::Backend::Sqlite && !cfg.llm.enabled(),
     }
 }
 

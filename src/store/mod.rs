@@ -48,6 +48,18 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The engine a database URL names: `postgres…` is PostgreSQL, anything
+    /// else is handed to SQLite.
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
 /// A transaction on either backend.
 pub type Tx = sqlx::Transaction<'static, Any>;
 
@@ -80,7 +92,7 @@ impl Store {
     /// `sqlite://PATH` or `postgres://…`.
     pub async fn open(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("postgres") { Backend::Postgres } else { Backend::Sqlite };
+        let backend = Backend::of_url(url);
         let url = match backend {
             Backend::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
                 if let Some(path) = url.strip_prefix("sqlite://") {
