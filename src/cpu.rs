@@ -18,6 +18,11 @@
 //! flow there handles mail as it arrives). `one_cpu = false` in the
 //! configuration (or `DISPUTE_DESK_ONE_CPU=false`) turns it off, `true`
 //! forces it for every command.
+//!
+//! One thread is let out again: `flow::ahead`'s, which parses and classifies
+//! the next batch while the flow writes the current one, moves itself to the
+//! spare CPU ([`move_current_thread_to_spare`]). It talks to the flow once a
+//! batch, not once a statement, so the wake-up across CPUs costs little there.
 
 #[derive(Debug, thiserror::Error)]
 pub enum CpuError {
@@ -58,14 +63,51 @@ pub fn pin_current_thread() -> Result<Option<usize>, CpuError> {
     }
     let here = unsafe { libc::sched_getcpu() };
     let cpu = usize::try_from(here).ok().filter(|c| cpus.contains(c)).unwrap_or(cpus[0]);
-    // SAFETY: as above; `cpu` is below CPU_SETSIZE (it came from the set).
+    set_current_thread(&[cpu])?;
+    let _ = SPARE.set(cpus.iter().copied().find(|&c| c != cpu));
+    Ok(Some(cpu))
+}
+
+/// Keeps the calling thread on `cpus` (which must be CPUs of this machine).
+#[cfg(target_os = "linux")]
+fn set_current_thread(cpus: &[usize]) -> Result<(), CpuError> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; every CPU set is below
+    // CPU_SETSIZE (they came from `allowed`); the size passed is the set's own.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &c in cpus {
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if rc != 0 {
-        return Err(CpuError::Set { cpu, source: std::io::Error::last_os_error() });
+        return Err(CpuError::Set { cpu: cpus.first().copied().unwrap_or(0), source: std::io::Error::last_os_error() });
     }
-    Ok(Some(cpu))
+    Ok(())
+}
+
+/// A CPU the process was allowed before [`pin_current_thread`] kept it to
+/// one, other than that one: where `flow::ahead` runs the next batch's pure
+/// stages. Set once, by the first pinning.
+static SPARE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
+/// The spare CPU, if the process was pinned and had another one.
+pub fn spare() -> Option<usize> {
+    SPARE.get().copied().flatten()
+}
+
+/// Moves the calling thread to the spare CPU (see [`SPARE`]). Returns it;
+/// None when the process was not pinned or had no other CPU, and the thread
+/// stays where it is.
+#[cfg(target_os = "linux")]
+pub fn move_current_thread_to_spare() -> Result<Option<usize>, CpuError> {
+    match spare() {
+        Some(cpu) => set_current_thread(&[cpu]).map(|()| Some(cpu)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn move_current_thread_to_spare() -> Result<Option<usize>, CpuError> {
+    Ok(None)
 }
 
 /// Elsewhere the process keeps every CPU (the measurement above is Linux's).
@@ -120,6 +162,15 @@ mod tests {
             let child = std::thread::spawn(allowed).join().unwrap().unwrap();
             assert_eq!(child, now, "a thread started afterwards inherits the CPU");
             assert_eq!(pin_current_thread().unwrap(), None, "already on one CPU");
+            // The spare CPU: another one it had before, for the look-ahead thread.
+            let spare = std::thread::spawn(|| (move_current_thread_to_spare().unwrap(), allowed().unwrap())).join().unwrap();
+            if before.len() > 1 {
+                let (c, there) = (spare.0.expect("a spare CPU when the process had several"), spare.1);
+                assert_eq!(there, vec![c], "the thread moved to the spare CPU");
+                assert!(before.contains(&c) && c != now[0], "a CPU it had before, not the pinned one");
+            } else {
+                assert_eq!(spare, (None, now.clone()), "no spare on one CPU: the thread stays");
+            }
         })
         .join()
         .unwrap();

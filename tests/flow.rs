@@ -240,6 +240,70 @@ async fn batches_of_generated_mail(desk: &Desk) {
 
 on_both!(batches_of_generated_mail_on_sqlite, batches_of_generated_mail_on_postgres, batches_of_generated_mail);
 
+/// The rules, as a desk with a model runs them: not local, so the pipeline
+/// takes its one-message-at-a-time path, with no look-ahead.
+struct OneAtATime(dispute_desk::llm::rules::RulesClassifier);
+
+impl dispute_desk::flow::classify::Classifier for OneAtATime {
+    fn classify<'a>(&'a self, input: dispute_desk::flow::classify::ClassifyInput<'a>) -> std::pin::Pin<Box<dyn std::future::Future<Output = dispute_desk::flow::classify::Classification> + Send + 'a>> {
+        Box::pin(async move { self.0.classify(&input) })
+    }
+}
+
+/// The batches with their look-ahead (`flow::ahead`: the next batch parsed
+/// and classified on another thread, against the ledger as the run began and
+/// without thread history) reach exactly what one message at a time reaches.
+/// The generated company spans several batches; one more message, a reply to
+/// our first reminder from an address nobody knows and naming no invoice, is
+/// linked to its client only through the thread: its guess must be redone.
+async fn the_look_ahead_changes_no_outcome(desk: &Desk, other: &Desk) {
+    let dir = tempfile::tempdir().unwrap();
+    dispute_desk::gen::generate(dir.path(), 12, 150, 300).unwrap();
+    let reply = "From: Marc Dupuis <marc.dupuis.compta@gmail.com>\r\nTo: compta@synthese-services.fr\r\nSubject: Re: votre relance\r\n\
+                 Date: Tue, 02 Jun 2026 10:00:00 +0200\r\nMessage-ID: <late-reply@gmail.com>\r\nIn-Reply-To: <rem-0@synthese-services.fr>\r\n\
+                 References: <rem-0@synthese-services.fr>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+                 Bonjour,\r\nle prix unitaire facture ne correspond pas au devis signe : merci de nous envoyer un avoir.\r\nMarc\r\n";
+    std::fs::write(dir.path().join("inbound/zzzz-late-reply.eml"), reply).unwrap();
+    let mut results = Vec::new();
+    for (d, one_at_a_time) in [(desk, false), (other, true)] {
+        let (store, policy) = app::open(&d.cfg).await.unwrap();
+        app::import_corpus(&store, dir.path()).await.unwrap();
+        let mut p = app::pipeline(&d.cfg, store.clone(), policy).await.unwrap();
+        if one_at_a_time {
+            let rules = std::fs::read_to_string(root().join("policies/classifier.toml")).unwrap();
+            p.classifier = std::sync::Arc::new(OneAtATime(dispute_desk::llm::rules::RulesClassifier::from_toml(&rules).unwrap()));
+        }
+        let r = app::ingest_path(&mut p, dir.path(), false).await.unwrap();
+        let files = std::fs::read_dir(dir.path().join("outbound")).unwrap().count() + std::fs::read_dir(dir.path().join("inbound")).unwrap().count();
+        assert_eq!((r.stored, r.outcomes.len()), (files, files), "our reminders and the client messages, each once");
+        let kept = p.guesses.kept.load(std::sync::atomic::Ordering::Relaxed);
+        let again = p.guesses.again.load(std::sync::atomic::Ordering::Relaxed);
+        if one_at_a_time {
+            assert_eq!((kept, again), (0, 0), "no look-ahead one message at a time");
+        } else {
+            assert!(kept >= 290, "{kept} guesses kept");
+            assert!(again >= 1, "the thread-only reply is classified again");
+        }
+        let late = r.outcomes.last().unwrap();
+        assert!(late.case_id.is_some() && late.category.as_deref() == Some("price"), "the reply reached its client's case: {late:?}");
+        assert_eq!(audit::verify(&store).await.unwrap(), Verdict::Intact { rows: audit_rows(&store).await });
+        let drafts: Vec<(i64, String, String)> = sqlx::query_as("SELECT id, kind, body FROM drafts ORDER BY id").fetch_all(&store.pool).await.unwrap();
+        results.push((serde_json::to_string(&r.outcomes).unwrap(), drafts));
+    }
+    assert!(results[0].0 == results[1].0, "the same outcomes, message by message");
+    assert!(results[0].1 == results[1].1, "the same drafts");
+}
+
+#[tokio::test]
+async fn the_look_ahead_changes_no_outcome_on_sqlite() {
+    the_look_ahead_changes_no_outcome(&Desk::sqlite().await, &Desk::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn the_look_ahead_changes_no_outcome_on_postgres() {
+    the_look_ahead_changes_no_outcome(&Desk::postgres().await, &Desk::postgres().await).await;
+}
+
 async fn audit_rows(store: &Store) -> u64 {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&store.pool).await.unwrap();
     assert!(n > 0);

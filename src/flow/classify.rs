@@ -88,4 +88,11 @@ pub trait Classifier: Send + Sync {
     fn is_local(&self) -> bool {
         false
     }
+
+    /// The classification computed now, on the calling thread, when that is
+    /// pure local work (the rules): the same as `classify` on the same input.
+    /// None for a classifier that must call out (a model).
+    fn classify_now(&self, _input: &ClassifyInput<'_>) -> Option<Classification> {
+        None
+    }
 }

@@ -45,6 +45,10 @@ pub struct OpenCase {
     pub status: Status,
     pub owner_id: Option<String>,
     pub invoices: Vec<InvoiceNumber>,
+    /// Not used to decide: the drafts of a message attached to the case
+    /// show them, and reading them here spares reading the case again.
+    pub priority: i64,
+    pub priority_reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -435,7 +439,7 @@ mod tests {
     #[test]
     fn a_client_reply_on_a_waiting_case_moves_it_back_to_analysis() {
         let c = client();
-        let case = OpenCase { id: 7, kind: CaseKind::Dispute, status: Status::WaitingClient, owner_id: Some("U5".into()), invoices: vec![inv("F-1")] };
+        let case = OpenCase { id: 7, kind: CaseKind::Dispute, status: Status::WaitingClient, owner_id: Some("U5".into()), invoices: vec![inv("F-1")], priority: 0, priority_reason: String::new() };
         let d = run(Category::Other, Some(&c), &[case.clone()], false);
         assert_eq!(d.case, Some(CaseAction::Update { case_id: 7, to_status: Some(Status::InAnalysis), add_invoices: vec![] }));
         assert_eq!(d.owner_id.as_deref(), Some("U5"));

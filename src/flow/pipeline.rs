@@ -4,6 +4,7 @@
 //! failure leaves it accepted for a retry (then `failed`, kept and visible).
 
 use crate::domain::{EmailAddress, InvoiceNumber, Language};
+use crate::flow::ahead::{self, Ahead, Early, Guess};
 use crate::flow::classify::{Classification, Classifier, ClassifyInput};
 use crate::flow::decide::{self, CaseAction, ClientFacts, DecideInput, Decision, DraftKind, InvoiceFacts};
 use crate::flow::draft::{DraftFacts, DraftText, Drafter, HistoryLine};
@@ -16,7 +17,7 @@ use crate::store::cases::{NewCase, NewDraft, NewTask};
 use crate::store::ledger::Client;
 use crate::store::messages::Accepted;
 use crate::store::{Result, Store, StoreError, Tx};
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde_json::json;
 use std::collections::HashMap;
 use tracing::Instrument;
@@ -51,19 +52,28 @@ pub struct Outcome {
     pub drafts: Vec<i64>,
 }
 
+/// Of the classifications made ahead (`ahead`): kept, or made again because
+/// the link in order found other facts.
+#[derive(Debug, Default)]
+pub struct GuessCounts {
+    pub kept: std::sync::atomic::AtomicU64,
+    pub again: std::sync::atomic::AtomicU64,
+}
+
 /// The flow for one database, with its policies, classifier and templates.
 pub struct Pipeline {
     pub store: Store,
     pub policy: Policy,
-    pub classifier: Box<dyn Classifier>,
+    pub classifier: std::sync::Arc<dyn Classifier>,
     pub drafter: Drafter,
     /// When set, the model rewrites each template draft from the same facts
     /// (after the message's transaction; the template draft stays if the
     /// model's text is refused).
     pub llm_drafter: Option<LlmDrafter>,
     pub company: Company,
-    dir: Directory,
-    clients: HashMap<String, Client>,
+    /// Shared with `ahead`'s thread while a run lasts (copied on write).
+    dir: std::sync::Arc<Directory>,
+    clients: std::sync::Arc<HashMap<String, Client>>,
     /// Users with their load (open cases + open tasks), read at most every
     /// [`STAFF_TTL`] and kept up to date with what this pipeline assigns, so
     /// that a message does not count every open case and task again.
@@ -73,6 +83,8 @@ pub struct Pipeline {
     staff_read: std::time::Instant,
     /// Processing attempts before a message is set aside as failed.
     pub max_attempts: i64,
+    /// How the classifications `ahead` made were used (for `bench ingest`).
+    pub guesses: GuessCounts,
 }
 
 /// How long the staff loads are trusted before they are read again (to see
@@ -87,15 +99,15 @@ const FREE_MAIL: &[&str] = &["gmail.com", "googlemail.com", "outlook.com", "hotm
 impl Pipeline {
     pub async fn new(store: Store, policy: Policy, classifier: Box<dyn Classifier>, drafter: Drafter, company: Company) -> Result<Pipeline> {
         let dir = store.directory().await?;
-        let clients = store.clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let clients: HashMap<String, Client> = store.clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect();
         let (staff, names) = (store.staff().await?, user_names(&store).await?);
-        Ok(Pipeline { store, policy, classifier, drafter, llm_drafter: None, company, dir, clients, staff, names, staff_read: std::time::Instant::now(), max_attempts: 3 })
+        Ok(Pipeline { store, policy, classifier: classifier.into(), drafter, llm_drafter: None, company, dir: dir.into(), clients: clients.into(), staff, names, staff_read: std::time::Instant::now(), max_attempts: 3, guesses: GuessCounts::default() })
     }
 
     /// Reloads the ledger snapshot (after an import).
     pub async fn refresh(&mut self) -> Result<()> {
-        self.dir = self.store.directory().await?;
-        self.clients = self.store.clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        self.dir = self.store.directory().await?.into();
+        self.clients = std::sync::Arc::new(self.store.clients().await?.into_iter().map(|c| (c.id.clone(), c)).collect());
         self.staff = self.store.staff().await?;
         self.names = user_names(&self.store).await?;
         self.staff_read = std::time::Instant::now();
@@ -127,14 +139,46 @@ impl Pipeline {
     /// the database's write lock.
     pub async fn run_pending(&mut self) -> Result<Vec<Outcome>> {
         let mut out = Vec::new();
+        // With the rules, the next batch is parsed and classified ahead on
+        // another thread while this one is written (see `ahead`); started
+        // with the first batch worth it, ended when this run returns.
+        let mut look: Option<Ahead> = None;
+        let mut next: Option<(Vec<Accepted>, ahead::Pending)> = None;
         loop {
-            let batch = self.store.accepted(BATCH).await?;
+            let (batch, pending) = match next.take() {
+                Some((b, p)) => (b, Some(p)),
+                None => (self.store.accepted(BATCH).await?, None),
+            };
             if batch.is_empty() {
                 break;
             }
             if self.classifier.is_local() && batch.len() > 1 {
                 let (first, count) = (batch[0].id, batch.len());
-                match self.process_batch(&batch).await {
+                if look.is_none() {
+                    match Ahead::start(self.classifier.clone(), ahead::Snapshot { dir: self.dir.clone(), clients: self.clients.clone() }) {
+                        Ok(a) => look = Some(a),
+                        Err(e) => tracing::warn!(error = %e, "preparing every batch on the flow's thread"),
+                    }
+                }
+                let pending = match (pending, &look) {
+                    (Some(p), _) => Some(p),
+                    (None, Some(a)) => Some(a.submit(&batch)),
+                    (None, None) => None,
+                };
+                let early = match pending {
+                    Some(p) => p.await.ok(),
+                    None => None,
+                };
+                // The next batch, prepared while this one is written.
+                if let Some(a) = &look {
+                    let last = batch[count - 1].id;
+                    let after = self.store.accepted_after(last, BATCH).await?;
+                    if !after.is_empty() {
+                        let p = a.submit(&after);
+                        next = Some((after, p));
+                    }
+                }
+                match self.process_batch(&batch, early).await {
                     Ok(mut o) => {
                         out.append(&mut o);
                         continue;
@@ -143,6 +187,8 @@ impl Pipeline {
                         tracing::warn!(first, count, error = %e, "batch transaction failed; processing its messages one at a time");
                         // What the batch added in memory (contacts, loads) was rolled back.
                         self.refresh().await?;
+                        // Start again from the oldest waiting message, as before the look-ahead.
+                        next = None;
                     }
                 }
             }
@@ -180,15 +226,28 @@ impl Pipeline {
     /// message at a time, which records each failure on its own. (A
     /// savepoint per message would spare that but costs two statements a
     /// message on the path every message takes; a failure is rare.)
-    async fn process_batch(&mut self, batch: &[Accepted]) -> Result<Vec<Outcome>> {
+    /// `early`: the batch as `ahead` prepared it (None: prepared here).
+    async fn process_batch(&mut self, batch: &[Accepted], early: Option<Vec<Early>>) -> Result<Vec<Outcome>> {
         let mut tx = self.store.begin().await?;
         self.store.lock_case_writes(&mut tx).await?;
         let mut chain = Chain::buffered(self.store.backend);
         let mut out = Vec::with_capacity(batch.len());
         let mut rewrites = Vec::new();
+        let mut early = early.filter(|e| e.len() == batch.len() && e.iter().zip(batch).all(|(e, a)| e.id == a.id)).map(|e| e.into_iter());
+        // Which of them still wait, read once under the lock the batch now
+        // holds (SQLite's write lock, PostgreSQL's case-writes lock): no
+        // other instance can process one of them until this commit, so the
+        // answer holds for the whole batch.
+        let ids: Vec<i64> = batch.iter().map(|a| a.id).collect();
+        let waiting = Store::waiting_among(&mut tx, &ids).await?;
         for acc in batch {
             let span = tracing::info_span!("message", msg = acc.id, direction = %acc.direction);
-            let done = self.process_in(&mut tx, &mut chain, acc).instrument(span.clone()).await.inspect_err(|e| span.in_scope(|| tracing::warn!(error = %e, "processing failed")))?;
+            let pre = early.as_mut().and_then(|e| e.next());
+            if !waiting.contains(&acc.id) {
+                span.in_scope(|| tracing::debug!("already processed elsewhere"));
+                continue;
+            }
+            let done = self.process_in(&mut tx, &mut chain, acc, pre).instrument(span.clone()).await.inspect_err(|e| span.in_scope(|| tracing::warn!(error = %e, "processing failed")))?;
             if let Some((o, written, effects)) = done {
                 self.remember(effects);
                 if let Some(w) = written {
@@ -217,7 +276,7 @@ impl Pipeline {
                 // Linking and classifying before the transaction: a model's
                 // call must not hold the write lock.
                 let mut conn = self.store.pool.acquire().await?;
-                Some(self.prepare_inbound(&mut conn, acc.id, &msg, acc.hand_linked_client.as_deref()).await?)
+                Some(self.prepare_inbound(&mut conn, acc.id, &msg, acc.hand_linked_client.as_deref(), None).await?)
             };
             let mut tx = self.store.begin().await?;
             let mut chain = Chain::buffered(self.store.backend);
@@ -225,7 +284,7 @@ impl Pipeline {
                 None => self.process_outbound(&mut tx, acc.id, &msg).await?.map(|(o, e)| (o, None, e)),
                 Some(p) => {
                     self.store.lock_case_writes(&mut tx).await?;
-                    self.commit_inbound(&mut tx, &mut chain, acc.id, &msg, p).await?
+                    self.commit_inbound(&mut tx, &mut chain, acc.id, &msg, p, false).await?
                 }
             };
             let Some((outcome, written, effects)) = done else {
@@ -260,13 +319,17 @@ impl Pipeline {
     }
 
     /// One message inside the caller's (batch) transaction.
-    async fn process_in(&mut self, tx: &mut Tx, chain: &mut Chain, acc: &Accepted) -> Result<Option<(Outcome, Option<Written>, Effects)>> {
-        let msg = parse::parse(&acc.raw);
+    /// `early`: the message as `ahead` parsed (and guessed) it.
+    async fn process_in(&mut self, tx: &mut Tx, chain: &mut Chain, acc: &Accepted, early: Option<Early>) -> Result<Option<(Outcome, Option<Written>, Effects)>> {
+        let (msg, guess) = match early {
+            Some(e) => (e.message, e.guess),
+            None => (parse::parse(&acc.raw), None),
+        };
         if acc.direction == "out" {
             return Ok(self.process_outbound(tx, acc.id, &msg).await?.map(|(o, e)| (o, None, e)));
         }
-        let p = self.prepare_inbound(tx, acc.id, &msg, acc.hand_linked_client.as_deref()).await?;
-        self.commit_inbound(tx, chain, acc.id, &msg, p).await
+        let p = self.prepare_inbound(tx, acc.id, &msg, acc.hand_linked_client.as_deref(), guess).await?;
+        self.commit_inbound(tx, chain, acc.id, &msg, p, true).await
     }
 
     /// What a committed message adds to the pipeline's memory: people's
@@ -278,7 +341,9 @@ impl Pipeline {
             }
         }
         for (addr, client) in e.contacts {
-            self.dir.contacts.entry(addr).or_insert(client);
+            if !self.dir.contacts.contains_key(&addr) {
+                std::sync::Arc::make_mut(&mut self.dir).contacts.insert(addr, client);
+            }
         }
     }
 
@@ -348,8 +413,9 @@ impl Pipeline {
     }
 
     /// Link and classify an inbound message (reads on `conn`: the pool, or
-    /// the batch's transaction).
-    async fn prepare_inbound(&self, conn: &mut sqlx::AnyConnection, id: i64, msg: &Message, hand_linked: Option<&str>) -> Result<Prepared> {
+    /// the batch's transaction). `guess`: the classification `ahead` made,
+    /// kept when this link gives it the same facts.
+    async fn prepare_inbound(&self, conn: &mut sqlx::AnyConnection, id: i64, msg: &Message, hand_linked: Option<&str>, guess: Option<Guess>) -> Result<Prepared> {
         let hits = Store::thread_hits(conn, &Self::thread_ids(msg)).await?;
         let thread: Vec<_> = hits.iter().map(|h| h.0.clone()).collect();
         let l = match hand_linked {
@@ -363,27 +429,47 @@ impl Pipeline {
             },
             None => link::link(msg, &self.dir, &thread),
         };
-        let (client, cls, today) = self.classify_linked(msg, &l).await;
+        let (client, today) = self.client_and_day(msg, &l);
+        let had_guess = guess.is_some();
+        let kept = guess.and_then(|g| g.holds(!l.invoices.is_empty(), client.is_some(), today));
+        let cls = match kept {
+            Some(c) => {
+                self.guesses.kept.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                c
+            }
+            None => {
+                if had_guess {
+                    self.guesses.again.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                self.classify_as(msg, &l, client.is_some(), today).await
+            }
+        };
         Ok(Prepared { hits, link: l, client, cls, today })
     }
 
     /// Classifies a linked message, as of its date: with its client (when
     /// the link found a known one) and the day it was written.
     async fn classify_linked(&self, msg: &Message, l: &Link) -> (Option<Client>, Classification, NaiveDate) {
-        let today = msg.date.map(|d| d.date_naive()).unwrap_or_else(|| Utc::now().date_naive());
-        let client = l.client_id.as_ref().and_then(|c| self.clients.get(c)).cloned();
-        let cls = self
-            .classifier
-            .classify(ClassifyInput { message: msg, reference_date: today, has_invoice: !l.invoices.is_empty(), known_client: client.is_some() })
-            .await;
+        let (client, today) = self.client_and_day(msg, l);
+        let cls = self.classify_as(msg, l, client.is_some(), today).await;
         (client, cls, today)
+    }
+
+    /// The linked message's known client, and the day it is classified as of.
+    fn client_and_day(&self, msg: &Message, l: &Link) -> (Option<Client>, NaiveDate) {
+        (l.client_id.as_ref().and_then(|c| self.clients.get(c)).cloned(), ahead::day_of(msg))
+    }
+
+    async fn classify_as(&self, msg: &Message, l: &Link, known_client: bool, today: NaiveDate) -> Classification {
+        self.classifier.classify(ClassifyInput { message: msg, reference_date: today, has_invoice: !l.invoices.is_empty(), known_client }).await
     }
 
     /// Decide and write an inbound message inside `tx`, whose caller holds
     /// the case-writes lock (`Store::lock_case_writes`, once per transaction):
     /// no other instance changes cases until it commits, so the open cases
     /// read below are the ones this message continues.
-    async fn commit_inbound(&mut self, tx: &mut Tx, chain: &mut Chain, id: i64, msg: &Message, p: Prepared) -> Result<Option<(Outcome, Option<Written>, Effects)>> {
+    /// `checked`: the caller read, under that lock, that the message still waits.
+    async fn commit_inbound(&mut self, tx: &mut Tx, chain: &mut Chain, id: i64, msg: &Message, p: Prepared, checked: bool) -> Result<Option<(Outcome, Option<Written>, Effects)>> {
         let Prepared { hits, link: l, client, cls, today } = p;
         let invoices = Store::invoices_by_number_in(tx, &l.invoices).await?;
         let open_cases = match &client {
@@ -426,7 +512,7 @@ impl Pipeline {
             h
         };
 
-        let outcome = self.apply(tx, chain, id, msg, &l, &cls, client.as_ref(), &invoices, &decision, history, today).await?;
+        let outcome = self.apply(tx, chain, id, msg, &l, &cls, client.as_ref(), &invoices, &decision, history, today, checked, &open_cases).await?;
         let Some((outcome, written)) = outcome else {
             return Ok(None);
         };
@@ -479,6 +565,8 @@ impl Pipeline {
         d: &Decision,
         mut history: Vec<HistoryLine>,
         today: NaiveDate,
+        checked: bool,
+        open_cases: &[decide::OpenCase],
     ) -> Result<Option<(Outcome, Option<Written>)>> {
         let store = &self.store;
         let agent = Actor::Agent;
@@ -488,10 +576,13 @@ impl Pipeline {
         // it, nothing else happens (the transaction is dropped). Its row is
         // written once, at the end, with the case it went to: the flow's
         // transactions are serialised (SQLite's write lock, PostgreSQL's
-        // case-writes lock), so nobody processes it in between.
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM messages WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
-        if state.as_deref() != Some("accepted") {
-            return Ok(None);
+        // case-writes lock), so nobody processes it in between. A batch
+        // reads this for all its messages at once (`checked`).
+        if !checked {
+            let state: Option<String> = sqlx::query_scalar("SELECT state FROM messages WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?;
+            if state.as_deref() != Some("accepted") {
+                return Ok(None);
+            }
         }
         self.link_invoices(tx, id, &l.invoices).await?;
         if l.method == LinkMethod::InvoiceNumber && l.confidence >= 0.85 {
@@ -553,18 +644,26 @@ impl Pipeline {
                 store.add_case_invoices(tx, *cid, add_invoices).await?;
                 store.touch_case(tx, *cid, msg.date.map(|d| d.timestamp())).await?;
                 chain.append(tx, Event { actor: &agent, case_id: Some(*cid), entity: "case", entity_id: cid.to_string(), action: "message_attached", detail: json!({"message": id, "category": cls.category.as_str(), "added_invoices": add_invoices}) }).await?;
+                // The case as read for `decide` in this transaction (nothing
+                // above changed its status, kind or priority); a case found
+                // only through the thread is read here.
+                let (from, dispute, p, why) = match open_cases.iter().find(|c| c.id == *cid) {
+                    Some(c) => (c.status, c.kind == crate::flow::decide::CaseKind::Dispute, c.priority, c.priority_reason.clone()),
+                    None => {
+                        let c = Store::case_in(tx, *cid).await?;
+                        let status: crate::domain::Status = c.status.parse().map_err(|e: crate::domain::DomainError| StoreError::Invalid(e.to_string()))?;
+                        (status, c.kind == "dispute", c.priority, c.priority_reason)
+                    }
+                };
                 if let Some(to) = to_status {
-                    let current = Store::case_in(tx, *cid).await?;
-                    let from: crate::domain::Status = current.status.parse().map_err(|e: crate::domain::DomainError| StoreError::Invalid(e.to_string()))?;
                     store.set_case_status(tx, *cid, from, *to, &Actor::Policy("statuses".into()).label(), Some("client replied")).await?;
                     chain.append(tx, Event { actor: &Actor::Policy("statuses".into()), case_id: Some(*cid), entity: "case", entity_id: cid.to_string(), action: "status_changed", detail: json!({"from": from.as_str(), "to": to.as_str(), "why": "client replied", "message": id}) }).await?;
                     store.set_deadline(tx, *cid, self.policy.sla_deadline(*to, today)).await?;
                 }
-                let c = Store::case_in(tx, *cid).await?;
-                if c.kind == "dispute" && !add_invoices.is_empty() {
+                if dispute && !add_invoices.is_empty() {
                     self.block_reminders(tx, chain, add_invoices, "dispute", Some(*cid), id, today, None).await?;
                 }
-                (priority, priority_reason) = (c.priority, c.priority_reason);
+                (priority, priority_reason) = (p, why);
                 case_id = Some(*cid);
             }
             None => {}

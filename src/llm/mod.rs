@@ -21,4 +21,8 @@ impl Classifier for rules::RulesClassifier {
     fn is_local(&self) -> bool {
         true
     }
+
+    fn classify_now(&self, input: &ClassifyInput<'_>) -> Option<Classification> {
+        Some(rules::RulesClassifier::classify(self, input))
+    }
 }

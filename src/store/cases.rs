@@ -189,7 +189,7 @@ impl Store {
         // client's cases (index on client_id) into case_invoices by its key:
         // a join from case_invoices made PostgreSQL scan that table.
         let rows = sqlx::query(
-            "SELECT c.id, c.kind, c.status, c.owner_id, ci.invoice_number FROM cases c LEFT JOIN case_invoices ci ON ci.case_id = c.id \
+            "SELECT c.id, c.kind, c.status, c.owner_id, c.priority, c.priority_reason, ci.invoice_number FROM cases c LEFT JOIN case_invoices ci ON ci.case_id = c.id \
              WHERE c.client_id = $1 AND c.status <> 'resolved' ORDER BY c.id DESC, ci.invoice_number",
         )
         .bind(client_id)
@@ -207,6 +207,8 @@ impl Store {
                     status: status.parse().map_err(|e: crate::domain::DomainError| StoreError::Invalid(e.to_string()))?,
                     owner_id: r.try_get("owner_id")?,
                     invoices: Vec::new(),
+                    priority: r.try_get("priority")?,
+                    priority_reason: r.try_get("priority_reason")?,
                 });
             }
             if let Some(n) = r.try_get::<Option<String>, _>("invoice_number")?.and_then(|n| InvoiceNumber::parse(&n).ok()) {

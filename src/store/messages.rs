@@ -130,6 +130,32 @@ impl Store {
         rows.iter().map(accepted_from_row).collect()
     }
 
+    /// Like [`Store::accepted`], for the messages after message `after` (the
+    /// next batch, fetched while the current one is processed).
+    pub async fn accepted_after(&self, after: i64, limit: i64) -> Result<Vec<Accepted>> {
+        let rows = sqlx::query("SELECT m.id, m.direction, r.raw, m.attempts, m.link_method, m.client_id FROM messages m JOIN message_raw r ON r.message_id = m.id WHERE m.state = 'accepted' AND m.id > $1 ORDER BY m.id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(accepted_from_row).collect()
+    }
+
+    /// Which of `ids` still wait to be processed (inside the caller's
+    /// transaction).
+    pub async fn waiting_among(c: &mut sqlx::AnyConnection, ids: &[i64]) -> Result<std::collections::HashSet<i64>> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT id FROM messages WHERE state = 'accepted' AND id IN ({})", marks.join(", "));
+        let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        Ok(q.fetch_all(&mut *c).await?.into_iter().collect())
+    }
+
     /// Message `id` if it waits to be processed.
     pub async fn accepted_one(&self, id: i64) -> Result<Option<Accepted>> {
         let r = sqlx::query("SELECT m.id, m.direction, r.raw, m.attempts, m.link_method, m.client_id FROM messages m JOIN message_raw r ON r.message_id = m.id WHERE m.state = 'accepted' AND m.id = $1").bind(id).fetch_optional(&self.pool).await?;
