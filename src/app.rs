@@ -86,6 +86,9 @@ pub struct IngestReport {
     pub files: usize,
     pub stored: usize,
     pub duplicates: usize,
+    /// Messages processed by this run.
+    pub processed: usize,
+    /// Their outcomes (empty from [`ingest_path_each`], which hands them on).
     pub outcomes: Vec<Outcome>,
     pub seconds: f64,
     /// Of `seconds`, the time spent storing the raw files (the rest is the flow).
@@ -94,6 +97,15 @@ pub struct IngestReport {
 
 /// Stores every `.eml` under `path` once, then runs the flow on what is new.
 pub async fn ingest_path(p: &mut Pipeline, path: &Path, sent: bool) -> Result<IngestReport> {
+    let mut outcomes = Vec::new();
+    let mut rep = ingest_path_each(p, path, sent, |o| outcomes.push(o)).await?;
+    rep.outcomes = outcomes;
+    Ok(rep)
+}
+
+/// [`ingest_path`], handing each outcome to `each` as its batch commits
+/// (the report's `outcomes` stay empty): for a folder of any size.
+pub async fn ingest_path_each(p: &mut Pipeline, path: &Path, sent: bool, each: impl FnMut(Outcome) + Send) -> Result<IngestReport> {
     let t0 = std::time::Instant::now();
     let files = maildir::list(path, sent)?;
     let mut rep = IngestReport { files: files.len(), ..Default::default() };
@@ -113,7 +125,7 @@ pub async fn ingest_path(p: &mut Pipeline, path: &Path, sent: bool) -> Result<In
         tx.commit().await?;
     }
     rep.store_seconds = t0.elapsed().as_secs_f64();
-    rep.outcomes = p.run_pending().await?;
+    rep.processed = p.run_pending_each(each).await?;
     rep.seconds = t0.elapsed().as_secs_f64();
     Ok(rep)
 }

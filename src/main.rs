@@ -620,12 +620,12 @@ async fn run(cli: Cli, mut cfg: Config) -> Result<()> {
         Cmd::Ingest { path, sent } => {
             let (store, policy) = app::open(&cfg).await?;
             let mut p = app::pipeline(&cfg, store, policy).await?;
-            let r = app::ingest_path(&mut p, &path, sent).await?;
             if cli.json {
-                return print_json(&r);
+                return print_json(&app::ingest_path(&mut p, &path, sent).await?);
             }
-            println!("{} files: {} stored, {} already known; {} processed in {:.2} s", r.files, r.stored, r.duplicates, r.outcomes.len(), r.seconds);
-            for o in &r.outcomes {
+            // A line per message as its batch commits, then the totals: the
+            // outcomes are not kept, so a folder of any size fits in memory.
+            let r = app::ingest_path_each(&mut p, &path, sent, |o| {
                 println!(
                     "  message {:>5} {:<3} {:<15} {:<9} case {:<5} owner {:<6} invoices {}",
                     o.message,
@@ -635,8 +635,10 @@ async fn run(cli: Cli, mut cfg: Config) -> Result<()> {
                     o.case_id.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
                     o.owner_id.as_deref().unwrap_or("-"),
                     if o.invoices.is_empty() { "-".into() } else { o.invoices.join(",") }
-                );
-            }
+                )
+            })
+            .await?;
+            println!("{} files: {} stored, {} already known; {} processed in {:.2} s", r.files, r.stored, r.duplicates, r.processed, r.seconds);
             let failed = p.store.messages_where(None, Some("failed"), None).await?;
             if !failed.is_empty() {
                 println!("{} message(s) could not be processed: see `dispute-desk messages failed`", failed.len());

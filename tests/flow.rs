@@ -225,7 +225,7 @@ async fn batches_of_generated_mail(desk: &Desk) {
     let mut p = app::pipeline(&desk.cfg, store.clone(), policy).await.unwrap();
     app::ingest_path(&mut p, &dir.path().join("outbound"), true).await.unwrap();
     let r = app::ingest_path(&mut p, &dir.path().join("inbound"), false).await.unwrap();
-    assert_eq!((r.stored, r.outcomes.len()), (300, 300));
+    assert_eq!((r.stored, r.outcomes.len(), r.processed), (300, 300, 300));
     assert!(store.messages_where(None, Some("accepted"), None).await.unwrap().is_empty());
     let ids: std::collections::HashSet<i64> = r.outcomes.iter().map(|o| o.message).collect();
     assert_eq!(ids.len(), 300, "each message once");

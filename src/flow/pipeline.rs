@@ -139,6 +139,19 @@ impl Pipeline {
     /// the database's write lock.
     pub async fn run_pending(&mut self) -> Result<Vec<Outcome>> {
         let mut out = Vec::new();
+        self.run_pending_each(|o| out.push(o)).await?;
+        Ok(out)
+    }
+
+    /// [`Pipeline::run_pending`], handing each outcome to `each` as its
+    /// batch commits instead of keeping them all: memory does not grow with
+    /// the number of messages. Returns how many were processed.
+    pub async fn run_pending_each(&mut self, mut each: impl FnMut(Outcome) + Send) -> Result<usize> {
+        let mut done = 0usize;
+        let mut out = |o: Outcome| {
+            done += 1;
+            each(o)
+        };
         // With the rules, the next batch is parsed and classified ahead on
         // another thread while this one is written (see `ahead`); started
         // with the first batch worth it, ended when this run returns.
@@ -179,8 +192,8 @@ impl Pipeline {
                     }
                 }
                 match self.process_batch(&batch, early).await {
-                    Ok(mut o) => {
-                        out.append(&mut o);
+                    Ok(o) => {
+                        o.into_iter().for_each(&mut out);
                         continue;
                     }
                     Err(e) => {
@@ -198,7 +211,7 @@ impl Pipeline {
                 match self.process(acc).await {
                     Ok(Some(o)) => {
                         progressed = true;
-                        out.push(o)
+                        out(o)
                     }
                     Ok(None) => progressed = true,
                     Err(e) => {
@@ -217,7 +230,8 @@ impl Pipeline {
                 }
             }
         }
-        Ok(out)
+        drop(out);
+        Ok(done)
     }
 
     /// Several messages in one transaction (see [`Pipeline::run_pending`]).
