@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::flow::draft::Drafter;
-use crate::flow::ingest::{self, Ingested, Origin};
+use crate::flow::ingest::{self, Ingested};
 use crate::flow::pipeline::{Outcome, Pipeline};
 use crate::ledger;
 use crate::flow::classify::Classifier;
@@ -109,15 +109,19 @@ pub async fn ingest_path_each(p: &mut Pipeline, path: &Path, sent: bool, each: i
     let t0 = std::time::Instant::now();
     let files = maildir::list(path, sent)?;
     let mut rep = IngestReport { files: files.len(), ..Default::default() };
-    // Files are stored a chunk per transaction (one commit for many small
-    // writes); a file that cannot be read stops the run before its chunk is
-    // committed, and running again skips what is already stored.
+    // Files are stored a chunk per transaction, in two statements (its rows,
+    // then their bytes); a file that cannot be read stops the run before its
+    // chunk is written, and running again skips what is already stored.
     for chunk in files.chunks(crate::flow::pipeline::BATCH as usize) {
-        let mut tx = p.store.begin().await?;
+        let mut read = Vec::with_capacity(chunk.len());
         for f in chunk {
             let raw = std::fs::read(&f.path).with_context(|| format!("cannot read {}", f.path.display()))?;
-            let shown = f.path.display().to_string();
-            match ingest::ingest_in(&p.store, &mut tx, &raw, if f.sent_by_us { "out" } else { "in" }, Origin::File(&shown)).await? {
+            read.push((raw, if f.sent_by_us { "out" } else { "in" }, f.path.display().to_string()));
+        }
+        let items: Vec<(&[u8], &str, &str)> = read.iter().map(|(raw, d, p)| (raw.as_slice(), *d, p.as_str())).collect();
+        let mut tx = p.store.begin().await?;
+        for r in ingest::ingest_files_in(&p.store, &mut tx, &items).await? {
+            match r {
                 Ingested::New(_) => rep.stored += 1,
                 Ingested::Duplicate => rep.duplicates += 1,
             }

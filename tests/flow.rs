@@ -304,6 +304,32 @@ async fn the_look_ahead_changes_no_outcome_on_postgres() {
     the_look_ahead_changes_no_outcome(&Desk::postgres().await, &Desk::postgres().await).await;
 }
 
+/// Files are stored a chunk per transaction in two statements: within one
+/// chunk, a copy of a file and another file with the same Message-ID are
+/// duplicates as they are across runs; ids follow the files' order.
+async fn a_chunk_of_files_is_stored_once_in_order(desk: &Desk) {
+    let (store, policy) = app::open(&desk.cfg).await.unwrap();
+    app::import_corpus(&store, &mini()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = std::fs::read_to_string(mini().join("inbound/0001.eml")).unwrap();
+    std::fs::write(dir.path().join("a.eml"), &first).unwrap();
+    std::fs::write(dir.path().join("b-copy-of-a.eml"), &first).unwrap();
+    std::fs::write(dir.path().join("c-same-message-id.eml"), first.replace("Bonjour,", "Bonjour à tous,")).unwrap();
+    std::fs::copy(mini().join("inbound/0002.eml"), dir.path().join("d.eml")).unwrap();
+    let mut p = app::pipeline(&desk.cfg, store.clone(), policy).await.unwrap();
+    let r = app::ingest_path(&mut p, dir.path(), false).await.unwrap();
+    assert_eq!((r.files, r.stored, r.duplicates, r.processed), (4, 2, 2, 2));
+    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, source FROM messages ORDER BY id").fetch_all(&store.pool).await.unwrap();
+    let sources: Vec<&str> = rows.iter().map(|(_, s)| s.rsplit('/').next().unwrap()).collect();
+    assert_eq!(sources, vec!["a.eml", "d.eml"], "stored in the files' order: {rows:?}");
+    let raw: Vec<u8> = sqlx::query_scalar("SELECT raw FROM message_raw WHERE message_id = $1").bind(rows[0].0).fetch_one(&store.pool).await.unwrap();
+    assert_eq!(raw, first.as_bytes(), "the exact bytes");
+    let again = app::ingest_path(&mut p, dir.path(), false).await.unwrap();
+    assert_eq!((again.stored, again.duplicates, again.processed), (0, 4, 0), "nothing twice");
+}
+
+on_both!(a_chunk_of_files_is_stored_once_in_order_on_sqlite, a_chunk_of_files_is_stored_once_in_order_on_postgres, a_chunk_of_files_is_stored_once_in_order);
+
 async fn audit_rows(store: &Store) -> u64 {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&store.pool).await.unwrap();
     assert!(n > 0);

@@ -5,6 +5,7 @@ use super::{now, Result, Store, Tx};
 use crate::domain::InvoiceNumber;
 use crate::flow::link::ThreadHit;
 use sqlx::Row;
+use std::collections::HashMap;
 
 macro_rules! msg_cols {
     () => {
@@ -98,6 +99,43 @@ impl Store {
         // The bytes apart from the row the flow reads and updates (migration 0010).
         sqlx::query("INSERT INTO message_raw (message_id, raw) VALUES ($1, $2)").bind(id).bind(m.raw.to_vec()).execute(&mut **tx).await?;
         Ok(Some(id))
+    }
+
+    /// [`Store::insert_raw`] for several messages in two statements (the
+    /// rows, then their bytes): one answer per message, in order, None for a
+    /// duplicate (of a stored message or of an earlier one in `ms`). The ids
+    /// follow the order of `ms`, as the flow processes them by id.
+    pub async fn insert_raws(&self, tx: &mut Tx, ms: &[NewRaw<'_>]) -> Result<Vec<Option<i64>>> {
+        if ms.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows: Vec<String> = (0..ms.len()).map(|i| (1..=8).map(|k| format!("${}", i * 8 + k)).collect::<Vec<_>>().join(", ")).map(|r| format!("({r}, 'accepted')")).collect();
+        let sql = format!(
+            "INSERT INTO messages (direction, message_id, content_hash, source, mailbox, uidvalidity, uid, received_at, state) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING id, content_hash",
+            rows.join(", ")
+        );
+        let at = now();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in ms {
+            q = q.bind(m.direction).bind(m.message_id.clone()).bind(m.content_hash.clone()).bind(m.source.clone()).bind(m.mailbox).bind(m.uidvalidity).bind(m.uid).bind(at);
+        }
+        // The content hash is unique: it tells which message each new row is.
+        let mut ids: HashMap<String, i64> = HashMap::new();
+        for r in q.fetch_all(&mut **tx).await? {
+            ids.insert(r.try_get(1)?, r.try_get(0)?);
+        }
+        let out: Vec<Option<i64>> = ms.iter().map(|m| ids.remove(&m.content_hash)).collect();
+        let new: Vec<(i64, &[u8])> = out.iter().zip(ms).filter_map(|(id, m)| id.map(|id| (id, m.raw))).collect();
+        if !new.is_empty() {
+            let marks: Vec<String> = (0..new.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO message_raw (message_id, raw) VALUES {}", marks.join(", "))));
+            for (id, raw) in new {
+                q = q.bind(id).bind(raw.to_vec());
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(out)
     }
 
     /// Records the last UID fully ingested for a mailbox (same transaction as
