@@ -95,19 +95,22 @@ pub struct Directory {
     pub invoices: Vec<InvoiceRef>,
     /// Known contacts: address to client id.
     pub contacts: HashMap<EmailAddress, String>,
-    index: Index,
+    /// Shared between copies: the pipeline copies its directory when it
+    /// learns a contact while `ahead`'s thread holds it, and only the
+    /// contacts and the two lists are copied then.
+    index: std::sync::Arc<Index>,
 }
 
 impl Directory {
     pub fn new(clients: Vec<ClientRef>, invoices: Vec<InvoiceRef>, contacts: HashMap<EmailAddress, String>) -> Self {
         let index = Index::build(&clients, &invoices);
-        Directory { clients, invoices, contacts, index }
+        Directory { clients, invoices, contacts, index: std::sync::Arc::new(index) }
     }
 
     /// The index, rebuilt on the fly if the public fields were changed after `new`.
     fn index(&self) -> Cow<'_, Index> {
         if self.index.built_for == (self.clients.len(), self.invoices.len()) {
-            Cow::Borrowed(&self.index)
+            Cow::Borrowed(&*self.index)
         } else {
             Cow::Owned(Index::build(&self.clients, &self.invoices))
         }
