@@ -72,12 +72,11 @@ pub async fn ingest(store: &Store, raw: &[u8], direction: &str, origin: Origin<'
     Ok(r)
 }
 
-/// Stores one message inside the caller's transaction (several files share
-/// one in `ingest` of a folder): it is accepted once that transaction commits.
 /// Stores several files in the caller's transaction, in two statements
 /// (`Store::insert_raws`): `(bytes, direction, path)` each, one answer each,
-/// in order. For files only: a mailbox's messages go through [`ingest_in`]
-/// one by one, each with its checkpoint.
+/// in order; they are accepted once that transaction commits. For files
+/// only: a mailbox's messages go through [`ingest_in`] one by one, each with
+/// its checkpoint.
 pub async fn ingest_files_in(store: &Store, tx: &mut Tx, files: &[(&[u8], &str, &str)]) -> Result<Vec<Ingested>> {
     let new: Vec<NewRaw<'_>> = files
         .iter()
@@ -93,6 +92,8 @@ pub async fn ingest_files_in(store: &Store, tx: &mut Tx, files: &[(&[u8], &str, 
         .collect())
 }
 
+/// Stores one message inside the caller's transaction: it is accepted once
+/// that transaction commits.
 #[tracing::instrument(skip_all, fields(direction, msg = tracing::field::Empty))]
 pub async fn ingest_in(store: &Store, tx: &mut Tx, raw: &[u8], direction: &str, origin: Origin<'_>) -> Result<Ingested> {
     let (source, mailbox, uidvalidity, uid) = match &origin {

@@ -80,25 +80,7 @@ impl Store {
     /// duplicate. Runs inside the caller's transaction so that a mailbox
     /// checkpoint can be written with it.
     pub async fn insert_raw(&self, tx: &mut Tx, m: &NewRaw<'_>) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "INSERT INTO messages (direction, message_id, content_hash, source, mailbox, uidvalidity, uid, received_at, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'accepted') ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(m.direction)
-        .bind(m.message_id.clone())
-        .bind(&m.content_hash)
-        .bind(&m.source)
-        .bind(m.mailbox)
-        .bind(m.uidvalidity)
-        .bind(m.uid)
-        .bind(now())
-        .fetch_optional(&mut **tx)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let id: i64 = r.try_get(0)?;
-        // The bytes apart from the row the flow reads and updates (migration 0010).
-        sqlx::query("INSERT INTO message_raw (message_id, raw) VALUES ($1, $2)").bind(id).bind(m.raw.to_vec()).execute(&mut **tx).await?;
-        Ok(Some(id))
+        Ok(self.insert_raws(tx, std::slice::from_ref(m)).await?.pop().flatten())
     }
 
     /// [`Store::insert_raw`] for several messages in two statements (the
@@ -164,8 +146,8 @@ impl Store {
 
     /// Messages stored but not yet through the flow, oldest first.
     pub async fn accepted(&self, limit: i64) -> Result<Vec<Accepted>> {
-        let rows = sqlx::query("SELECT m.id, m.direction, r.raw, m.attempts, m.link_method, m.client_id FROM messages m JOIN message_raw r ON r.message_id = m.id WHERE m.state = 'accepted' ORDER BY m.id LIMIT $1").bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(accepted_from_row).collect()
+        // Ids start at 1 on both engines.
+        self.accepted_after(0, limit).await
     }
 
     /// Like [`Store::accepted`], for the messages after message `after` (the
