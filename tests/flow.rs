@@ -330,6 +330,41 @@ async fn a_chunk_of_files_is_stored_once_in_order(desk: &Desk) {
 
 on_both!(a_chunk_of_files_is_stored_once_in_order_on_sqlite, a_chunk_of_files_is_stored_once_in_order_on_postgres, a_chunk_of_files_is_stored_once_in_order);
 
+/// The flow's multi-row writes give each row back to the right caller: a
+/// message's drafts by kind (one by one when kinds repeat), reminder blocks
+/// by invoice (one per distinct invoice), invoice lookups in the asked
+/// order without the unknown ones, links that tolerate repeats.
+async fn multi_row_writes_keep_each_row_apart(desk: &Desk) {
+    use dispute_desk::domain::InvoiceNumber;
+    use dispute_desk::store::cases::NewDraft;
+    let store = desk.open().await;
+    app::import_corpus(&store, &mini()).await.unwrap();
+    let d = |kind, subject| NewDraft { case_id: None, message_id: None, kind, language: "fr", to_addr: None, subject, body: "corps", template: "t" };
+    let mut tx = store.begin().await.unwrap();
+    let pair = store.insert_drafts(&mut tx, &[d("brief", "b1"), d("reply", "r1")]).await.unwrap();
+    let twice = store.insert_drafts(&mut tx, &[d("reply", "r2"), d("brief", "b2"), d("reply", "r3")]).await.unwrap();
+    let inv = |s: &str| InvoiceNumber::parse(s).unwrap();
+    let blocks = store.add_blocks(&mut tx, &[inv("SL-26-0102"), inv("SL-26-0101"), inv("SL-26-0102")], "dispute", None, None, chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(), None).await.unwrap();
+    let found = Store::invoices_by_number_in(&mut tx, &[inv("SL-26-0140"), inv("XX-404"), inv("SL-26-0101")]).await.unwrap();
+    tx.commit().await.unwrap();
+    for (ids, subjects) in [(pair, vec!["b1", "r1"]), (twice, vec!["r2", "b2", "r3"])] {
+        let mut got = vec![];
+        for id in &ids {
+            let s: String = sqlx::query_scalar("SELECT subject FROM drafts WHERE id = $1").bind(*id).fetch_one(&store.pool).await.unwrap();
+            got.push(s);
+        }
+        assert_eq!(got, subjects, "ids {ids:?}");
+    }
+    assert_eq!(blocks.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), vec!["SL-26-0102", "SL-26-0101"], "one block per distinct invoice, in order");
+    for (n, id) in &blocks {
+        let on: String = sqlx::query_scalar("SELECT invoice_number FROM reminder_blocks WHERE id = $1").bind(*id).fetch_one(&store.pool).await.unwrap();
+        assert_eq!(on, n.as_str());
+    }
+    assert_eq!(found.iter().map(|i| i.number.as_str()).collect::<Vec<_>>(), vec!["SL-26-0140", "SL-26-0101"]);
+}
+
+on_both!(multi_row_writes_keep_each_row_apart_on_sqlite, multi_row_writes_keep_each_row_apart_on_postgres, multi_row_writes_keep_each_row_apart);
+
 async fn audit_rows(store: &Store) -> u64 {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events").fetch_one(&store.pool).await.unwrap();
     assert!(n > 0);

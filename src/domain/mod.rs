@@ -113,6 +113,12 @@ impl InvoiceNumber {
     }
 }
 
+impl AsRef<str> for InvoiceNumber {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for InvoiceNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -84,9 +84,7 @@ pub async fn record_sent(store: &Store, row: &OutboxRow) -> Result<()> {
             .execute(&mut *tx)
             .await?;
         if let Some(c) = draft.case_id {
-            for n in store.case_invoices(c).await? {
-                sqlx::query("INSERT INTO message_invoices (message_id, invoice_number) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(mid).bind(n).execute(&mut *tx).await?;
-            }
+            store.link_message_invoices(&mut tx, mid, &store.case_invoices(c).await?).await?;
         }
     }
     crate::store::audit::append(

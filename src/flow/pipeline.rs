@@ -420,10 +420,7 @@ impl Pipeline {
     }
 
     async fn link_invoices(&self, tx: &mut Tx, id: i64, invoices: &[InvoiceNumber]) -> Result<()> {
-        for n in invoices {
-            sqlx::query("INSERT INTO message_invoices (message_id, invoice_number) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(id).bind(n.as_str()).execute(&mut **tx).await?;
-        }
-        Ok(())
+        self.store.link_message_invoices(tx, id, invoices).await
     }
 
     /// Link and classify an inbound message (reads on `conn`: the pool, or
@@ -547,8 +544,7 @@ impl Pipeline {
     /// Pauses reminders on `invoices` (a dated, audited block).
     #[allow(clippy::too_many_arguments)]
     async fn block_reminders(&self, tx: &mut Tx, chain: &mut Chain, invoices: &[InvoiceNumber], reason: &str, case_id: Option<i64>, message: i64, today: NaiveDate, until: Option<NaiveDate>) -> Result<()> {
-        for n in invoices {
-            let bid = self.store.add_block(tx, n.as_str(), reason, case_id, Some(message), today, until).await?;
+        for (n, bid) in self.store.add_blocks(tx, invoices, reason, case_id, Some(message), today, until).await? {
             chain.append(
                 tx,
                 Event {
@@ -745,7 +741,7 @@ impl Pipeline {
                     history,
                 };
                 let reply_to: Option<EmailAddress> = msg.reply_to.clone().or_else(|| msg.from.clone());
-                let mut texts = Vec::new();
+                let mut rendered = Vec::new();
                 for kind in &d.drafts {
                     let (text, kind_s, to) = match kind {
                         DraftKind::Reply => (self.drafter.reply(&facts, &msg.subject), "reply", reply_to.as_ref().map(|a| a.to_string())),
@@ -755,12 +751,17 @@ impl Pipeline {
                     if kind_s == "reply" && to.is_none() {
                         continue; // nobody to answer
                     }
-                    let did = store
-                        .insert_draft(
-                            tx,
-                            &NewDraft { case_id, message_id: Some(id), kind: kind_s, language: language.as_str(), to_addr: to.as_deref(), subject: &text.subject, body: &text.body, template: &text.template },
-                        )
-                        .await?;
+                    rendered.push((kind_s, to, text));
+                }
+                // The message's drafts in one statement, then one audit event each.
+                let rows: Vec<NewDraft> = rendered
+                    .iter()
+                    .map(|(kind_s, to, text)| NewDraft { case_id, message_id: Some(id), kind: kind_s, language: language.as_str(), to_addr: to.as_deref(), subject: &text.subject, body: &text.body, template: &text.template })
+                    .collect();
+                let ids = store.insert_drafts(tx, &rows).await?;
+                drop(rows);
+                let mut texts = Vec::new();
+                for (did, (kind_s, _, text)) in ids.into_iter().zip(rendered) {
                     chain.append(tx, Event { actor: &agent, case_id, entity: "draft", entity_id: did.to_string(), action: "created", detail: json!({"kind": kind_s, "template": text.template, "message": id}) }).await?;
                     drafts.push(did);
                     texts.push((did, if kind_s == "reply" { Kind::Reply } else { Kind::Brief }, text));

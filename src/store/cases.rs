@@ -268,13 +268,15 @@ impl Store {
         Ok(id)
     }
 
+    /// Adds `invoices` to case `case_id` in one statement (one already on
+    /// the case is kept).
     pub async fn add_case_invoices(&self, tx: &mut Tx, case_id: i64, invoices: &[InvoiceNumber]) -> Result<()> {
-        for n in invoices {
-            sqlx::query("INSERT INTO case_invoices (case_id, invoice_number) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(case_id)
-                .bind(n.as_str())
-                .execute(&mut **tx)
-                .await?;
+        for part in invoices.chunks(super::MAX_ROWS) {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO case_invoices (case_id, invoice_number) VALUES {} ON CONFLICT DO NOTHING", super::values(part.len(), 2, ""))));
+            for n in part {
+                q = q.bind(case_id).bind(n.as_str());
+            }
+            q.execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -337,22 +339,43 @@ impl Store {
     }
 
     pub async fn insert_draft(&self, tx: &mut Tx, d: &NewDraft<'_>) -> Result<i64> {
-        Ok(sqlx::query(
-            "INSERT INTO drafts (case_id, message_id, kind, language, to_addr, subject, body, status, template, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9) RETURNING id",
-        )
-        .bind(d.case_id)
-        .bind(d.message_id)
-        .bind(d.kind)
-        .bind(d.language)
-        .bind(d.to_addr)
-        .bind(d.subject)
-        .bind(d.body)
-        .bind(d.template)
-        .bind(now())
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get(0)?)
+        Ok(self.insert_drafts(tx, std::slice::from_ref(d)).await?[0])
+    }
+
+    /// [`Store::insert_draft`] for several drafts in one statement (a
+    /// message's reply and brief): their ids, in the order of `ds`. The rows
+    /// come back with their kind, which tells them apart; drafts that share a
+    /// kind are inserted one by one, as nothing else would tell their ids.
+    pub async fn insert_drafts(&self, tx: &mut Tx, ds: &[NewDraft<'_>]) -> Result<Vec<i64>> {
+        let distinct = ds.iter().enumerate().all(|(i, d)| ds[..i].iter().all(|e| e.kind != d.kind));
+        if distinct {
+            return Self::insert_distinct_drafts(tx, ds).await;
+        }
+        let mut ids = Vec::with_capacity(ds.len());
+        for d in ds {
+            ids.extend(Self::insert_distinct_drafts(tx, std::slice::from_ref(d)).await?);
+        }
+        Ok(ids)
+    }
+
+    async fn insert_distinct_drafts(tx: &mut Tx, ds: &[NewDraft<'_>]) -> Result<Vec<i64>> {
+        if ds.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "INSERT INTO drafts (case_id, message_id, kind, language, to_addr, subject, body, template, created_at, status) VALUES {} RETURNING id, kind",
+            super::values(ds.len(), 9, "'pending'")
+        );
+        let at = now();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for d in ds {
+            q = q.bind(d.case_id).bind(d.message_id).bind(d.kind).bind(d.language).bind(d.to_addr).bind(d.subject).bind(d.body).bind(d.template).bind(at);
+        }
+        let mut by_kind: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        for r in q.fetch_all(&mut **tx).await? {
+            by_kind.insert(r.try_get(1)?, r.try_get(0)?);
+        }
+        ds.iter().map(|d| by_kind.get(d.kind).copied().ok_or_else(|| StoreError::Invalid(format!("no id came back for the {} draft", d.kind)))).collect()
     }
 
     /// Records a promise to pay on invoices.

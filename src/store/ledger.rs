@@ -178,21 +178,30 @@ impl Store {
         Self::invoices_by_number_in(&mut c, numbers).await
     }
 
-    /// [`Store::invoices_by_number`] on a given connection (the flow's transaction).
+    /// [`Store::invoices_by_number`] on a given connection (the flow's
+    /// transaction), in one query: the invoices in the order of `numbers`,
+    /// those not in the ledger left out.
     pub async fn invoices_by_number_in(c: &mut sqlx::AnyConnection, numbers: &[InvoiceNumber]) -> Result<Vec<Invoice>> {
-        let mut out = Vec::with_capacity(numbers.len());
-        for n in numbers {
-            let row = sqlx::query(
-                "SELECT number, client_id, issue_date, due_date, amount_cents, currency, status, po_number, project, promised_date FROM invoices WHERE number = $1",
-            )
-            .bind(n.as_str())
-            .fetch_optional(&mut *c)
-            .await?;
-            if let Some(r) = row {
-                out.push(invoice_from_row(&r)?);
+        if numbers.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut found: std::collections::HashMap<String, Invoice> = std::collections::HashMap::new();
+        for part in numbers.chunks(super::MAX_ROWS) {
+            let marks: Vec<String> = (1..=part.len()).map(|k| format!("${k}")).collect();
+            let sql = format!(
+                "SELECT number, client_id, issue_date, due_date, amount_cents, currency, status, po_number, project, promised_date FROM invoices WHERE number IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for n in part {
+                q = q.bind(n.as_str());
+            }
+            for r in q.fetch_all(&mut *c).await? {
+                let i = invoice_from_row(&r)?;
+                found.insert(i.number.as_str().to_string(), i);
             }
         }
-        Ok(out)
+        Ok(numbers.iter().filter_map(|n| found.get(n.as_str()).cloned()).collect())
     }
 
     /// Open (unpaid) invoices of a client, oldest due first.

@@ -91,11 +91,10 @@ impl Store {
         if ms.is_empty() {
             return Ok(vec![]);
         }
-        let rows: Vec<String> = (0..ms.len()).map(|i| (1..=8).map(|k| format!("${}", i * 8 + k)).collect::<Vec<_>>().join(", ")).map(|r| format!("({r}, 'accepted')")).collect();
         let sql = format!(
             "INSERT INTO messages (direction, message_id, content_hash, source, mailbox, uidvalidity, uid, received_at, state) VALUES {} \
              ON CONFLICT DO NOTHING RETURNING id, content_hash",
-            rows.join(", ")
+            super::values(ms.len(), 8, "'accepted'")
         );
         let at = now();
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -110,14 +109,26 @@ impl Store {
         let out: Vec<Option<i64>> = ms.iter().map(|m| ids.remove(&m.content_hash)).collect();
         let new: Vec<(i64, &[u8])> = out.iter().zip(ms).filter_map(|(id, m)| id.map(|id| (id, m.raw))).collect();
         if !new.is_empty() {
-            let marks: Vec<String> = (0..new.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO message_raw (message_id, raw) VALUES {}", marks.join(", "))));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO message_raw (message_id, raw) VALUES {}", super::values(new.len(), 2, ""))));
             for (id, raw) in new {
                 q = q.bind(id).bind(raw.to_vec());
             }
             q.execute(&mut **tx).await?;
         }
         Ok(out)
+    }
+
+    /// Links message `id` to `invoices` in one statement (a link already
+    /// there is kept).
+    pub async fn link_message_invoices<S: AsRef<str>>(&self, tx: &mut Tx, id: i64, invoices: &[S]) -> Result<()> {
+        for part in invoices.chunks(super::MAX_ROWS) {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO message_invoices (message_id, invoice_number) VALUES {} ON CONFLICT DO NOTHING", super::values(part.len(), 2, ""))));
+            for n in part {
+                q = q.bind(id).bind(n.as_ref().to_string());
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     /// Records the last UID fully ingested for a mailbox (same transaction as
@@ -326,7 +337,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if let Some(n) = invoice {
-            sqlx::query("INSERT INTO message_invoices (message_id, invoice_number) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(message_id).bind(n.as_str()).execute(&mut *tx).await?;
+            self.link_message_invoices(&mut tx, message_id, std::slice::from_ref(n)).await?;
         }
         super::audit::append(
             &mut tx,

@@ -216,6 +216,27 @@ pub(crate) fn bind_all<'q>(mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArgu
     q
 }
 
+/// The most rows one multi-row statement carries: at 9 columns that is
+/// 9,000 bound values, under SQLite's 32,766 and PostgreSQL's 65,535.
+pub(crate) const MAX_ROWS: usize = 1000;
+
+/// The VALUES list of a multi-row insert: `rows` groups of `cols`
+/// placeholders numbered in order, each group ending with the constant SQL
+/// `tail` when it is not empty. `values(2, 2, "'x'")` is
+/// "($1, $2, 'x'), ($3, $4, 'x')". The binds go row by row, column by column.
+pub(crate) fn values(rows: usize, cols: usize, tail: &str) -> String {
+    (0..rows)
+        .map(|r| {
+            let mut g: Vec<String> = (1..=cols).map(|k| format!("${}", r * cols + k)).collect();
+            if !tail.is_empty() {
+                g.push(tail.to_string());
+            }
+            format!("({})", g.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Current time as epoch seconds.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -231,6 +252,13 @@ mod tests {
         assert_eq!(w, " WHERE b = $1 AND c = $2");
         assert_eq!(v.len(), 2);
         assert_eq!(where_eq(&[("a", None)]).0, "");
+    }
+
+    #[test]
+    fn values_numbers_placeholders_row_by_row() {
+        assert_eq!(super::values(2, 2, "'x'"), "($1, $2, 'x'), ($3, $4, 'x')");
+        assert_eq!(super::values(3, 1, ""), "($1), ($2), ($3)");
+        assert_eq!(super::values(0, 4, ""), "");
     }
 
     #[test]

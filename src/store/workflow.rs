@@ -4,6 +4,7 @@
 //! appends the audit event in the same transaction.
 
 use super::{now, Result, Store, StoreError, Tx};
+use crate::domain::InvoiceNumber;
 use chrono::NaiveDate;
 use sqlx::Row;
 
@@ -198,20 +199,37 @@ impl Store {
         rows.iter().map(block_from_row).collect()
     }
 
-    pub async fn add_block(&self, tx: &mut Tx, invoice: &str, reason: &str, case_id: Option<i64>, message_id: Option<i64>, from: NaiveDate, until: Option<NaiveDate>) -> Result<i64> {
-        Ok(sqlx::query(
-            "INSERT INTO reminder_blocks (invoice_number, reason, case_id, message_id, from_date, until_date, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(invoice)
-        .bind(reason)
-        .bind(case_id)
-        .bind(message_id)
-        .bind(from.to_string())
-        .bind(until.map(|d| d.to_string()))
-        .bind(now())
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get(0)?)
+    /// Pauses reminders on each of `invoices` from `from` (until `until`, or
+    /// until lifted), in one statement: the new block ids, one per distinct
+    /// invoice, in the order of their first mention.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_blocks(&self, tx: &mut Tx, invoices: &[InvoiceNumber], reason: &str, case_id: Option<i64>, message_id: Option<i64>, from: NaiveDate, until: Option<NaiveDate>) -> Result<Vec<(InvoiceNumber, i64)>> {
+        let mut distinct: Vec<&InvoiceNumber> = Vec::with_capacity(invoices.len());
+        for n in invoices {
+            if !distinct.contains(&n) {
+                distinct.push(n);
+            }
+        }
+        let (from, until, at) = (from.to_string(), until.map(|d| d.to_string()), now());
+        // The invoice tells the rows apart: it is distinct within the statement.
+        let mut ids: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+        for part in distinct.chunks(super::MAX_ROWS) {
+            let sql = format!(
+                "INSERT INTO reminder_blocks (invoice_number, reason, case_id, message_id, from_date, until_date, created_at) VALUES {} RETURNING id, invoice_number",
+                super::values(part.len(), 7, "")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for n in part {
+                q = q.bind(n.as_str()).bind(reason).bind(case_id).bind(message_id).bind(from.clone()).bind(until.clone()).bind(at);
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                ids.insert(r.try_get(1)?, r.try_get(0)?);
+            }
+        }
+        distinct
+            .into_iter()
+            .map(|n| ids.get(n.as_str()).map(|id| (n.clone(), *id)).ok_or_else(|| StoreError::Invalid(format!("no id came back for the block on {n}"))))
+            .collect()
     }
 
     /// Lifts the blocks a case set; returns their ids.
