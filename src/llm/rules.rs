@@ -78,6 +78,9 @@ struct MismatchDef {
 struct SettingsDef {
     subject_factor: f32,
     min_score: f32,
+    /// min_score for a message that names one of our invoices (itself or
+    /// through the message it answers); default min_score.
+    min_score_with_invoice: Option<f32>,
     dispute_default: String,
     dispute_alone_factor: f32,
     no_context_factor: f32,
@@ -226,6 +229,7 @@ struct ToneRule {
 struct Settings {
     subject_factor: f32,
     min_score: f32,
+    min_score_with_invoice: f32,
     dispute_default: usize,
     dispute_alone_factor: f32,
     no_context_factor: f32,
@@ -333,6 +337,7 @@ impl RulesClassifier {
         let settings = Settings {
             subject_factor: s.subject_factor,
             min_score: s.min_score,
+            min_score_with_invoice: s.min_score_with_invoice.unwrap_or(s.min_score),
             dispute_default: parse_category("settings.dispute_default", &s.dispute_default)?,
             dispute_alone_factor: s.dispute_alone_factor,
             no_context_factor: s.no_context_factor,
@@ -532,7 +537,9 @@ impl RulesClassifier {
         let mut order: Vec<usize> = (0..N).collect();
         order.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal).then(self.settings.rank[a].cmp(&self.settings.rank[b])));
         let (best, second) = (order[0], order[1]);
-        let (category, confidence) = if scores[best] >= self.settings.min_score {
+        // A message about one of our invoices needs less to say why it writes.
+        let min_score = if input.has_invoice { self.settings.min_score_with_invoice } else { self.settings.min_score };
+        let (category, confidence) = if scores[best] >= min_score {
             let b = scores[best];
             let s = scores[second].max(0.0);
             let strength = 1.0 - (-b / 3.0).exp();
@@ -540,7 +547,7 @@ impl RulesClassifier {
             (Category::ALL[best], (strength * separation).clamp(0.05, 0.99))
         } else {
             // Nothing convincing: other, less sure the closer the best came.
-            let near = (scores[best].max(0.0) / self.settings.min_score).min(1.0);
+            let near = (scores[best].max(0.0) / min_score).min(1.0);
             (Category::Other, 0.6 - 0.3 * near)
         };
 
@@ -1315,6 +1322,20 @@ mod tests {
         let m = msg("Samedi", "Salut ! On se retrouve samedi au parc avec les enfants ? Je ramène le gâteau, désolé pour le retard de ma réponse.");
         let i = ClassifyInput { message: &m, reference_date: NaiveDate::from_ymd_opt(2026, 4, 8).unwrap(), has_invoice: false, known_client: false };
         assert_eq!(c.classify(&i).category, Category::Other);
+    }
+
+    #[test]
+    fn one_typical_word_is_enough_about_one_of_our_invoices() {
+        // "tarif" alone is a vocabulary word (weight 1.0): under min_score for
+        // mail that names none of our invoices, enough for one that does.
+        let c = RulesClassifier::embedded();
+        let m = msg("Facture FA-1042", "Bonjour, je m'interroge sur le tarif de cette facture. Merci.");
+        let about = input(&m);
+        let r = c.classify(&about);
+        assert_eq!(r.category, Category::Price, "{:?}", r.reasons);
+        assert_eq!(r.reasons, vec!["price.vocab.words".to_string()], "one weak word and nothing else");
+        let not_ours = ClassifyInput { has_invoice: false, ..input(&m) };
+        assert_eq!(c.classify(&not_ours).category, Category::Other);
     }
 
     // ------------------------------------------------------------ held-out set
