@@ -481,7 +481,12 @@ async fn eval_on_the_project_corpora() {
     // 0.767, 0.835 and 0.764 with round 5; their link misses (a range, a
     // tail of the number before, "numéro" after the invoice's sentence, an
     // injected note) were fixed in link.rs (links 0.978/0.957 and
-    // 0.976/0.930 at first contact).
+    // 0.976/0.930 at first contact), and round 6 was written from their
+    // category misses (0.927 and 0.862 now). emballage and formation were
+    // written meanwhile and first run after rounds 5 and 6: 0.788 and 0.731
+    // with the rules before both, 0.822 and 0.744 with them; their category
+    // misses were not read (links 0.978/0.978 and 0.955/0.977 at first
+    // contact, then fixed in link.rs).
     let blind = root().join("tests/fixtures/blind");
     for (dir, min_f1) in [
         (mini(), 0.99),
@@ -490,11 +495,13 @@ async fn eval_on_the_project_corpora() {
         (holdout.join("logiciel"), 0.90),
         (holdout.join("transport"), 0.90),
         (fresh.join("traiteur"), 0.88),
-        (fresh.join("proprete"), 0.80),
-        (blind.join("paysagiste"), 0.82),
+        (fresh.join("proprete"), 0.81),
+        (blind.join("paysagiste"), 0.84),
         (blind.join("informatique"), 0.93),
-        (blind.join("electricite"), 0.83),
-        (blind.join("location"), 0.76),
+        (blind.join("electricite"), 0.92),
+        (blind.join("location"), 0.86),
+        (blind.join("emballage"), 0.82),
+        (blind.join("formation"), 0.74),
     ] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));
