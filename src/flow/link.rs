@@ -405,6 +405,28 @@ impl Index {
                     ix.last.entry((inv.client_id.clone(), d.clone())).or_default().push(i);
                 }
             }
+            // A number that glues year and sequence (`FA260334`) is also
+            // written apart (`FA 26 0334`, `FA26-0334`) and by its sequence
+            // alone ("la facture 334"): the last run split after its first 2
+            // or 4 digits, when 3 or more remain.
+            if lead > 0 && lead + 1 == key.len() {
+                let raw = tokenize(inv.number.as_str()).toks.pop().map(|t| t.raw).unwrap_or_default();
+                for at in [2, 4] {
+                    if raw.len() < at + 3 {
+                        continue;
+                    }
+                    let (head, tail) = (Tok::D(strip_zeros(&raw[..at])), Tok::D(strip_zeros(&raw[at..])));
+                    let mut split = key[..lead].to_vec();
+                    split.extend([head.clone(), tail.clone()]);
+                    ix.full.insert(split, i);
+                    ix.partial.insert(vec![head, tail.clone()], i);
+                    if let Tok::D(t) = &tail {
+                        if t.len() >= 3 {
+                            ix.last.entry((inv.client_id.clone(), t.clone())).or_default().push(i);
+                        }
+                    }
+                }
+            }
             ix.full.insert(key, i);
             for (field, target) in [(&inv.po_number, &mut ix.po), (&inv.project, &mut ix.project)] {
                 if let Some(r) = field.as_deref().filter(|r| !r.trim().is_empty()) {
@@ -1520,6 +1542,25 @@ mod tests {
             // A range wider than 20 is not read as one.
             ("compta@acme.fr", "", "invoices FA-2026-00023 to 00123", &["FA-2026-00023"]),
         ]);
+    }
+
+    #[test]
+    fn a_number_that_glues_year_and_sequence_is_also_written_apart() {
+        let invoices = vec![inv("FA260334", "S1", None, None, 99_000), inv("FA260345", "S1", None, None, 99_000), inv("FA260346", "S2", None, None, 99_000)];
+        let d = Directory::new(vec![client("S1", &["resto.fr"]), client("S2", &["autre.fr"])], invoices, HashMap::new());
+        for (from, body, want) in [
+            ("chef@resto.fr", "Sur la facture FA 26 0345 vous nous comptez 40 sacs.", vec!["FA260345"]),
+            ("chef@resto.fr", "Lors de la livraison (facture FA26-0334), les cartons étaient abîmés.", vec!["FA260334"]),
+            ("chef@resto.fr", "je viens de recevoir la facture 334 de vendredi", vec!["FA260334"]),
+            // The sequence alone needs the sender's client and an invoice word.
+            ("chef@resto.fr", "nous avons reçu 334 colis", vec![]),
+            ("x@unknown.org", "la facture 334 de vendredi", vec![]),
+            // Another client's sequence is not ours to take.
+            ("chef@resto.fr", "la facture 346 de vendredi", vec![]),
+        ] {
+            let l = link(&msg(from, "", body), &d, &[]);
+            assert_eq!(nums(&l), want, "{body}: {:?}", l.notes);
+        }
     }
 
     #[test]
