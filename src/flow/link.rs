@@ -389,7 +389,8 @@ impl Index {
     fn build(clients: &[ClientRef], invoices: &[InvoiceRef]) -> Index {
         let mut ix = Index { built_for: (clients.len(), invoices.len()), ..Default::default() };
         for (i, inv) in invoices.iter().enumerate() {
-            let key = key_of(inv.number.as_str());
+            let toks = tokenize(inv.number.as_str()).toks;
+            let key: Vec<Tok> = toks.iter().map(|t| t.norm.clone()).collect();
             if let Some(g) = glued_key_of(inv.number.as_str()) {
                 ix.full.insert(g, i);
             }
@@ -410,7 +411,7 @@ impl Index {
             // alone ("la facture 334"): the last run split after its first 2
             // or 4 digits, when 3 or more remain.
             if lead > 0 && lead + 1 == key.len() {
-                let raw = tokenize(inv.number.as_str()).toks.pop().map(|t| t.raw).unwrap_or_default();
+                let raw = toks.last().map(|t| t.raw.as_str()).unwrap_or_default();
                 for at in [2, 4] {
                     if raw.len() < at + 3 {
                         continue;
@@ -689,6 +690,13 @@ fn context_ok(t: &Tokens, c: &Cand, covered: &[bool], src: Src, kind: RefKind) -
     }
 }
 
+/// The number ending before token `j` is an amount or a count: a currency
+/// or unit word follows it (`409 euros`, `12 jours`), or a currency or
+/// percent sign (`409 €`).
+fn amount_follows(t: &Tokens, j: usize) -> bool {
+    t.toks.get(j).and_then(TextTok::word).is_some_and(|w| is_in(CURRENCY_WORDS, w) || is_in(UNIT_WORDS, w)) || t.sep_after(j).trim_start().starts_with(['€', '$', '£', '%'])
+}
+
 /// "la 419", "la 440 (août)": the article of an elided "la facture", right
 /// before the number and apart from it (not `la 419,50`, handled as an
 /// amount by the boundary check).
@@ -857,50 +865,55 @@ fn continuations(t: &Tokens, cands: &[Cand], keys: &KeyIndex, dir: &Directory) -
     let mut ranges = Vec::new();
     for c in cands.iter().filter(|c| c.tier == Tier::Full && !c.numeric && c.ids.len() == 1 && c.end - c.start >= 2) {
         let last = &t.toks[c.end - 1];
+        if !last.is_digit() {
+            continue;
+        }
         let client = &dir.invoices[c.ids[0]].client_id;
-        let same_client = |key: &Vec<Tok>| keys.map.get(key).filter(|ids| ids.len() == 1 && &dir.invoices[ids[0]].client_id == client).map(|ids| ids[0]);
-        if let (Some(word), Some(end)) = (t.toks.get(c.end), t.toks.get(c.end + 1)) {
-            let is_range_word = matches!(word.word(), Some("a" | "au" | "to" | "through" | "thru"));
-            // "à 0409 euros près", "to 0409 €": an amount, not the range's end.
-            let amount_after = t.toks.get(c.end + 2).and_then(TextTok::word).is_some_and(|w| is_in(CURRENCY_WORDS, w) || is_in(UNIT_WORDS, w))
-                || t.sep_after(c.end + 2).trim_start().starts_with(['€', '$', '£', '%']);
-            if last.is_digit() && is_range_word && end.is_digit() && end.raw.len() == last.raw.len() && !is_tight(&word.sep) && !is_tight(&end.sep) && !amount_after {
-                if let (Ok(from), Ok(to)) = (last.raw.parse::<u64>(), end.raw.parse::<u64>()) {
-                    if to > from && to - from <= 20 {
-                        let prefix = window_key(t, c.start, c.end - 1);
-                        let with = |n: u64| {
-                            let mut key = prefix.clone();
-                            key.push(Tok::D(n.to_string()));
-                            key
-                        };
-                        if let Some(id) = same_client(&with(to)) {
-                            out.push(Cand { start: c.end + 1, end: c.end + 2, tier: Tier::Full, ids: vec![id], numeric: false });
-                            ranges.push((c.end + 1, (from + 1..to).filter_map(|n| same_client(&with(n))).collect()));
-                        }
-                    }
-                }
-            }
+        let prefix = window_key(t, c.start, c.end - 1);
+        // The invoice of `client` whose key is the prefix and then `tail`.
+        let complete = |tail: Tok| {
+            let mut key = prefix.clone();
+            key.push(tail);
+            keys.map.get(&key).filter(|ids| ids.len() == 1 && &dir.invoices[ids[0]].client_id == client).map(|ids| ids[0])
+        };
+        if let Some((end, id, inside)) = range_after(t, c, &complete) {
+            out.push(Cand { start: end, end: end + 1, tier: Tier::Full, ids: vec![id], numeric: false });
+            ranges.push((end, inside));
         }
         let join = last.sep.as_str();
         let Some(jc) = join.chars().last().filter(|ch| matches!(ch, '/' | '-' | '–' | '.' | '_')) else { continue };
-        if !last.is_digit() || join.chars().count() != 1 {
+        if join.chars().count() != 1 {
             continue;
         }
-        let prefix = window_key(t, c.start, c.end - 1);
         for k in c.end..t.toks.len().min(c.end + 40) {
             let tok = &t.toks[k];
             let starts_word = tok.sep.strip_suffix(jc).and_then(|b| b.chars().last()).is_some_and(char::is_whitespace);
             if !tok.is_digit() || tok.raw.len() != last.raw.len() || !starts_word {
                 continue;
             }
-            let mut key = prefix.clone();
-            key.push(tok.norm.clone());
-            if let Some(id) = same_client(&key) {
+            if let Some(id) = complete(tok.norm.clone()) {
                 out.push(Cand { start: k, end: k + 1, tier: Tier::Full, ids: vec![id], numeric: false });
             }
         }
     }
     (out, ranges)
+}
+
+/// `… 0407 à 0409` right after the full number `c`: the end's token, its
+/// invoice, and the invoices in between that `complete` finds.
+fn range_after(t: &Tokens, c: &Cand, complete: &impl Fn(Tok) -> Option<usize>) -> Option<(usize, usize, Vec<usize>)> {
+    let (last, word, end) = (&t.toks[c.end - 1], t.toks.get(c.end)?, t.toks.get(c.end + 1)?);
+    let is_range_word = matches!(word.word(), Some("a" | "au" | "to" | "through" | "thru"));
+    // "à 0409 euros près", "to 0409 €": an amount, not the range's end.
+    if !is_range_word || !end.is_digit() || end.raw.len() != last.raw.len() || is_tight(&word.sep) || is_tight(&end.sep) || amount_follows(t, c.end + 2) {
+        return None;
+    }
+    let (from, to) = (last.raw.parse::<u64>().ok()?, end.raw.parse::<u64>().ok()?);
+    if to <= from || to - from > 20 {
+        return None;
+    }
+    let id = complete(Tok::D(to.to_string()))?;
+    Some((c.end + 1, id, (from + 1..to).filter_map(|n| complete(Tok::D(n.to_string()))).collect()))
 }
 
 // ---------------------------------------------------------------- sender
@@ -1013,8 +1026,7 @@ fn named_by_last_group(ids: &[usize], text: &str, dir: &Directory) -> Vec<usize>
     let written: BTreeSet<&str> = (0..t.toks.len())
         .filter(|&k| t.toks[k].is_digit())
         .filter(|&k| !(k > 0 && t.toks[k - 1].is_digit() && (is_tight(&t.toks[k].sep) || is_space1(&t.toks[k].sep))))
-        .filter(|&k| !t.sep_after(k + 1).trim_start().starts_with(['€', '$', '£', '%', ',']) && !t.toks.get(k + 1).is_some_and(|n| n.is_digit() && is_tight(&n.sep)))
-        .filter(|&k| !t.toks.get(k + 1).and_then(TextTok::word).is_some_and(|w| is_in(CURRENCY_WORDS, w) || is_in(UNIT_WORDS, w)))
+        .filter(|&k| !amount_follows(&t, k + 1) && !t.sep_after(k + 1).trim_start().starts_with(',') && !t.toks.get(k + 1).is_some_and(|n| n.is_digit() && is_tight(&n.sep)))
         .filter_map(|k| match &t.toks[k].norm {
             Tok::D(d) if t.toks[k].raw.len() >= 3 => Some(d.as_str()),
             _ => None,

@@ -406,7 +406,7 @@ impl Pipeline {
         if done.rows_affected() != 1 {
             return Ok(None);
         }
-        self.link_invoices(tx, id, &l.invoices).await?;
+        self.store.link_message_invoices(tx, id, &l.invoices).await?;
         let mut effects = Effects::default();
         if let Some(c) = &l.client_id {
             for to in msg.to.iter().chain(msg.cc.iter()) {
@@ -417,10 +417,6 @@ impl Pipeline {
             }
         }
         Ok(Some((Outcome { message: id, direction: "out".into(), category: None, disposition: "sent".into(), case_id: None, owner_id: None, invoices: l.invoices.iter().map(|i| i.to_string()).collect(), drafts: vec![] }, effects)))
-    }
-
-    async fn link_invoices(&self, tx: &mut Tx, id: i64, invoices: &[InvoiceNumber]) -> Result<()> {
-        self.store.link_message_invoices(tx, id, invoices).await
     }
 
     /// Link and classify an inbound message (reads on `conn`: the pool, or
@@ -594,7 +590,7 @@ impl Pipeline {
                 return Ok(None);
             }
         }
-        self.link_invoices(tx, id, &l.invoices).await?;
+        self.store.link_message_invoices(tx, id, &l.invoices).await?;
         if l.method == LinkMethod::InvoiceNumber && l.confidence >= 0.85 {
             if let (Some(from), Some(c)) = (&msg.from, &l.client_id) {
                 // A known address is already stored (the insert would do nothing).

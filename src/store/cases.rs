@@ -271,14 +271,7 @@ impl Store {
     /// Adds `invoices` to case `case_id` in one statement (one already on
     /// the case is kept).
     pub async fn add_case_invoices(&self, tx: &mut Tx, case_id: i64, invoices: &[InvoiceNumber]) -> Result<()> {
-        for part in invoices.chunks(super::MAX_ROWS) {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO case_invoices (case_id, invoice_number) VALUES {} ON CONFLICT DO NOTHING", super::values(part.len(), 2, ""))));
-            for n in part {
-                q = q.bind(case_id).bind(n.as_str());
-            }
-            q.execute(&mut **tx).await?;
-        }
-        Ok(())
+        super::insert_invoice_links(tx, "case_invoices", "case_id", case_id, invoices).await
     }
 
     /// Moves a case from `from` to `to` (refused if it is no longer in `from`).

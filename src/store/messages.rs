@@ -121,14 +121,7 @@ impl Store {
     /// Links message `id` to `invoices` in one statement (a link already
     /// there is kept).
     pub async fn link_message_invoices<S: AsRef<str>>(&self, tx: &mut Tx, id: i64, invoices: &[S]) -> Result<()> {
-        for part in invoices.chunks(super::MAX_ROWS) {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO message_invoices (message_id, invoice_number) VALUES {} ON CONFLICT DO NOTHING", super::values(part.len(), 2, ""))));
-            for n in part {
-                q = q.bind(id).bind(n.as_ref().to_string());
-            }
-            q.execute(&mut **tx).await?;
-        }
-        Ok(())
+        super::insert_invoice_links(tx, "message_invoices", "message_id", id, invoices).await
     }
 
     /// Records the last UID fully ingested for a mailbox (same transaction as

@@ -237,6 +237,22 @@ pub(crate) fn values(rows: usize, cols: usize, tail: &str) -> String {
         .join(", ")
 }
 
+/// Links row `id` to `invoices` in a two-column link table (`table`, whose
+/// first column is `id_col`, the second `invoice_number`), at most
+/// [`MAX_ROWS`] a statement; a link already there is kept. Table and
+/// column names come from the code, never from input.
+pub(crate) async fn insert_invoice_links<S: AsRef<str>>(tx: &mut Tx, table: &'static str, id_col: &'static str, id: i64, invoices: &[S]) -> Result<()> {
+    for part in invoices.chunks(MAX_ROWS) {
+        let sql = format!("INSERT INTO {table} ({id_col}, invoice_number) VALUES {} ON CONFLICT DO NOTHING", values(part.len(), 2, ""));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for n in part {
+            q = q.bind(id).bind(n.as_ref().to_string());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Current time as epoch seconds.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
