@@ -168,7 +168,7 @@ where
                     // Whatever a previous holder stored but did not process.
                     watch::run_flow(&pipeline).await;
                     let (stop, child) = Shutdown::channel();
-                    let watcher = tokio::spawn(watch::watch(cfg.clone(), connector.clone(), store.clone(), pipeline.clone(), child));
+                    let watcher = tokio::spawn(watch::watch(cfg.clone(), connector.clone(), store.clone(), pipeline.clone(), Some(inst.id.clone()), child));
                     let ended = loop {
                         tokio::select! {
                             _ = tokio::time::sleep(tick) => {}
@@ -314,6 +314,28 @@ mod tests {
         assert!(!store.renew_lease("mailbox:m", "b", 60_000).await.unwrap(), "b lost it");
         let l = store.leases().await.unwrap();
         assert_eq!((l[0].holder.as_str(), l[0].takeovers), ("c", 2));
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_lost_the_lease_cannot_overwrite_the_new_holders_mailbox_state() {
+        let (_d, store) = sqlite().await;
+        let state = |store: Store| async move { store.mailbox_health().await.unwrap()[0].state.clone() };
+        assert!(store.acquire_lease("mailbox:m", "a", 1).await.unwrap());
+        store.set_mailbox_state("m", "idle", true, Some("a")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(store.acquire_lease("mailbox:m", "b", 60_000).await.unwrap(), "a's lease expired: b takes it over");
+        store.set_mailbox_state("m", "syncing", false, Some("b")).await.unwrap();
+        // a notices at its next tick and stops its watcher, which writes on its way out.
+        store.set_mailbox_state("m", "stopped", false, Some("a")).await.unwrap();
+        store.set_mailbox_error("m", "connection reset", 1, Some("a")).await.unwrap();
+        assert_eq!(state(store.clone()).await, "syncing", "b's state stands");
+        store.set_mailbox_state("m", "idle", true, Some("b")).await.unwrap();
+        assert_eq!(state(store.clone()).await, "idle", "the holder's own writes go through");
+        store.release_lease("mailbox:m", "b").await.unwrap();
+        store.set_mailbox_state("m", "stopped", false, Some("a")).await.unwrap();
+        assert_eq!(state(store.clone()).await, "stopped", "nobody holds it: any instance may write");
+        store.set_mailbox_state("m", "connecting", false, None).await.unwrap();
+        assert_eq!(state(store).await, "connecting", "a write by no instance is always taken");
     }
 
     #[tokio::test]

@@ -576,14 +576,21 @@ async fn mailbox_health_rows_work_on_postgres() {
     let admin = std::env::var("DISPUTE_DESK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let url = Store::create_postgres_database(&admin, "dd_test").await.unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin}): {e}"));
     let store = Store::open(&url).await.unwrap();
-    store.set_mailbox_state("m", "connecting", false).await.unwrap();
-    store.set_mailbox_error("m", "cannot connect to x:993", 3).await.unwrap();
+    store.set_mailbox_state("m", "connecting", false, None).await.unwrap();
+    store.set_mailbox_error("m", "cannot connect to x:993", 3, None).await.unwrap();
     let h = &store.mailbox_health().await.unwrap()[0];
     assert_eq!((h.state.as_str(), h.attempt, h.last_sync_at), ("reconnecting", 3, None));
-    store.set_mailbox_state("m", "idle", true).await.unwrap();
+    store.set_mailbox_state("m", "idle", true, None).await.unwrap();
     let h = &store.mailbox_health().await.unwrap()[0];
     assert_eq!((h.state.as_str(), h.attempt), ("idle", 0));
     assert!(h.last_sync_at.is_some() && h.last_error.is_some(), "the last error stays visible after recovery: {h:?}");
+    // A watcher that lost the lease to another instance cannot overwrite its state.
+    assert!(store.acquire_lease("mailbox:m", "b", 60_000).await.unwrap());
+    store.set_mailbox_state("m", "stopped", false, Some("a")).await.unwrap();
+    store.set_mailbox_error("m", "connection reset", 4, Some("a")).await.unwrap();
+    assert_eq!(store.mailbox_health().await.unwrap()[0].state, "idle");
+    store.set_mailbox_state("m", "syncing", false, Some("b")).await.unwrap();
+    assert_eq!(store.mailbox_health().await.unwrap()[0].state, "syncing");
 }
 
 /// One HTTP/1.1 GET on loopback: (status line, body).

@@ -46,21 +46,24 @@ pub struct Synced {
 }
 
 /// Watches one mailbox until `shutdown`. Never returns an error: every
-/// failure is logged, recorded in the health row and retried.
-pub async fn watch<C: Connect>(cfg: MailboxConfig, connector: C, store: Store, pipeline: Arc<Mutex<Pipeline>>, mut shutdown: Shutdown) {
+/// failure is logged, recorded in the health row and retried. `holder`: the
+/// instance watching under the mailbox's lease (`cluster::hold_mailbox`);
+/// its health writes stop counting once another instance holds the lease.
+pub async fn watch<C: Connect>(cfg: MailboxConfig, connector: C, store: Store, pipeline: Arc<Mutex<Pipeline>>, holder: Option<String>, mut shutdown: Shutdown) {
+    let by = holder.as_deref();
     let span = tracing::info_span!("mailbox", mailbox = %cfg.name);
     async move {
         let mut attempt: u32 = 0;
         while !shutdown.is_shutdown() {
-            let _ = store.set_mailbox_state(&cfg.name, "connecting", false).await;
-            match session(&cfg, &connector, &store, &pipeline, &mut shutdown, &mut attempt).await {
+            let _ = store.set_mailbox_state(&cfg.name, "connecting", false, by).await;
+            match session(&cfg, &connector, &store, &pipeline, by, &mut shutdown, &mut attempt).await {
                 Ok(()) => break,
                 Err(e) => {
                     attempt += 1;
                     let delay = reconnect_delay(attempt, Duration::from_secs(cfg.reconnect_max_secs.max(1)));
                     let text = error_chain(&e);
                     tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %text, "mailbox session failed; reconnecting");
-                    let _ = store.set_mailbox_error(&cfg.name, &text, attempt as i64).await;
+                    let _ = store.set_mailbox_error(&cfg.name, &text, attempt as i64, by).await;
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.recv() => break,
@@ -68,7 +71,7 @@ pub async fn watch<C: Connect>(cfg: MailboxConfig, connector: C, store: Store, p
                 }
             }
         }
-        let _ = store.set_mailbox_state(&cfg.name, "stopped", false).await;
+        let _ = store.set_mailbox_state(&cfg.name, "stopped", false, by).await;
         tracing::info!("watcher stopped");
     }
     .instrument(span)
@@ -91,7 +94,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// One connection: select, sync, wait, sync... until shutdown (Ok) or an error.
-async fn session<C: Connect>(cfg: &MailboxConfig, connector: &C, store: &Store, pipeline: &Mutex<Pipeline>, shutdown: &mut Shutdown, attempt: &mut u32) -> Result<(), WatchError> {
+async fn session<C: Connect>(cfg: &MailboxConfig, connector: &C, store: &Store, pipeline: &Mutex<Pipeline>, by: Option<&str>, shutdown: &mut Shutdown, attempt: &mut u32) -> Result<(), WatchError> {
     let (mut s, has_idle) = connector.connect().await?;
     let result = async {
         let folder = s.select(&cfg.folder).await?;
@@ -99,12 +102,12 @@ async fn session<C: Connect>(cfg: &MailboxConfig, connector: &C, store: &Store, 
         let waiting = if idle { "idle" } else { "polling" };
         tracing::info!(uidvalidity = folder.uidvalidity, exists = folder.exists, idle, "folder selected");
         loop {
-            store.set_mailbox_state(&cfg.name, "syncing", false).await?;
+            store.set_mailbox_state(&cfg.name, "syncing", false, by).await?;
             let n = sync(cfg, &mut s, folder.uidvalidity, store, pipeline, shutdown).await?;
             if n.stored + n.duplicates > 0 {
                 tracing::info!(stored = n.stored, duplicates = n.duplicates, "synced");
             }
-            store.set_mailbox_state(&cfg.name, waiting, true).await?;
+            store.set_mailbox_state(&cfg.name, waiting, true, by).await?;
             *attempt = 0;
             if shutdown.is_shutdown() {
                 return Ok(());

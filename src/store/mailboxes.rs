@@ -25,8 +25,11 @@ pub struct MailboxHealth {
 
 impl Store {
     /// Records a state change; `synced` also stamps the last successful sync
-    /// and clears the attempt counter.
-    pub async fn set_mailbox_state(&self, mailbox: &str, state: &str, synced: bool) -> Result<()> {
+    /// and clears the attempt counter. `by`: the instance writing it, when it
+    /// watches under the mailbox's lease; its write is dropped while another
+    /// instance holds that lease, so a watcher that lost the lease and is
+    /// stopping cannot overwrite the new holder's state (see `by_guard`).
+    pub async fn set_mailbox_state(&self, mailbox: &str, state: &str, synced: bool, by: Option<&str>) -> Result<()> {
         let t = now();
         let sql = if synced {
             "INSERT INTO mailbox_health (mailbox, state, last_sync_at, attempt, updated_at) VALUES ($1, $2, $3, 0, $3) \
@@ -35,25 +38,33 @@ impl Store {
             "INSERT INTO mailbox_health (mailbox, state, attempt, updated_at) VALUES ($1, $2, 0, $3) \
              ON CONFLICT (mailbox) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
         };
-        sqlx::query(sql).bind(mailbox).bind(state).bind(t).execute(&self.pool).await?;
+        let sql = format!("{sql}{}", self.by_guard(4));
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(mailbox).bind(state).bind(t).bind(by.unwrap_or("")).execute(&self.pool).await?;
         Ok(())
     }
 
-    /// Records a failed connection or sync (the error text names no secret).
-    pub async fn set_mailbox_error(&self, mailbox: &str, error: &str, attempt: i64) -> Result<()> {
+    /// Records a failed connection or sync (the error text names no secret);
+    /// `by` as for `set_mailbox_state`.
+    pub async fn set_mailbox_error(&self, mailbox: &str, error: &str, attempt: i64, by: Option<&str>) -> Result<()> {
         let t = now();
-        sqlx::query(
+        let sql = format!(
             "INSERT INTO mailbox_health (mailbox, state, last_error, last_error_at, attempt, updated_at) VALUES ($1, 'reconnecting', $2, $3, $4, $3) \
              ON CONFLICT (mailbox) DO UPDATE SET state = 'reconnecting', last_error = excluded.last_error, last_error_at = excluded.last_error_at, \
-             attempt = excluded.attempt, updated_at = excluded.updated_at",
-        )
-        .bind(mailbox)
-        .bind(error)
-        .bind(t)
-        .bind(attempt)
-        .execute(&self.pool)
-        .await?;
+             attempt = excluded.attempt, updated_at = excluded.updated_at{}",
+            self.by_guard(5)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(mailbox).bind(error).bind(t).bind(attempt).bind(by.unwrap_or("")).execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The `WHERE` of a health upsert written by instance `$pos` (empty: no
+    /// instance, always written): the existing row is updated unless the
+    /// mailbox's lease is held, unexpired, by another instance.
+    fn by_guard(&self, pos: usize) -> String {
+        format!(
+            " WHERE ${pos} = '' OR NOT EXISTS (SELECT 1 FROM leases l WHERE l.name = 'mailbox:' || mailbox_health.mailbox AND l.holder <> ${pos} AND l.expires_at > {})",
+            self.now_ms_sql()
+        )
     }
 
     /// Every mailbox with a health row or a checkpoint.
