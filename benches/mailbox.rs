@@ -42,10 +42,7 @@ async fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dv = dovecot::Dovecot::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.path().to_path_buf();
-    cfg.policies_dir = Some(root.join("policies"));
-    cfg.prompts_dir = Some(root.join("prompts"));
+    let mut cfg = Config::in_checkout(dir.path(), &root);
     cfg.mailbox = vec![MailboxConfig {
         name: "bench".into(),
         host: "127.0.0.1".into(),

@@ -99,6 +99,12 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The defaults with the data in `data_dir` and the `policies/` and `prompts/`
+    /// of the checkout at `checkout`: what the tests and benches start from.
+    pub fn in_checkout(data_dir: &Path, checkout: &Path) -> Config {
+        Config { data_dir: data_dir.to_path_buf(), policies_dir: Some(checkout.join("policies")), prompts_dir: Some(checkout.join("prompts")), ..Config::default() }
+    }
+
     /// Defaults, then `file` (or `dispute-desk.toml` if present), then env.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("DISPUTE_DESK_")).collect();

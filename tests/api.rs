@@ -272,10 +272,7 @@ pub struct Desk {
 impl Desk {
     pub async fn sqlite() -> Desk {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.data_dir = dir.path().to_path_buf();
-        cfg.policies_dir = Some(root().join("policies"));
-        cfg.prompts_dir = Some(root().join("prompts"));
+        let mut cfg = Config::in_checkout(dir.path(), &root());
         cfg.company.name = "Sud Levage SARL".into();
         cfg.company.from_address = "julie.morel@sud-levage.fr".into();
         Desk { cfg, _dir: dir }
@@ -740,15 +737,16 @@ async fn check_webhooks_across_an_outage(desk: Desk) {
     }
     let elapsed = t0.elapsed();
     let expected: BTreeSet<String> = sqlx::query_scalar::<_, String>("SELECT event_id FROM webhook_deliveries WHERE endpoint = 'erp'").fetch_all(&store.pool).await.unwrap().into_iter().collect();
-    let g = got.lock().unwrap();
-    assert_eq!(g.bad_signatures, 0);
-    let arrived: BTreeSet<String> = g.ids.keys().cloned().collect();
-    assert_eq!(arrived, expected, "every event arrived after the outage");
-    for t in ["case_opened", "draft_pending", "status_changed", "assigned", "draft_approved", "message_sent", "reminder_due"] {
-        assert!(g.types.contains(t), "{t} missing from {:?}", g.types);
+    {
+        let g = got.lock().unwrap();
+        assert_eq!(g.bad_signatures, 0);
+        let arrived: BTreeSet<String> = g.ids.keys().cloned().collect();
+        assert_eq!(arrived, expected, "every event arrived after the outage");
+        for t in ["case_opened", "draft_pending", "status_changed", "assigned", "draft_approved", "message_sent", "reminder_due"] {
+            assert!(g.types.contains(t), "{t} missing from {:?}", g.types);
+        }
     }
     // The crm endpoint got only the status change (same id: the receiver deduplicates).
-    drop(g);
     let crm: Vec<String> = sqlx::query_scalar("SELECT event_type FROM webhook_deliveries WHERE endpoint = 'crm'").fetch_all(&store.pool).await.unwrap();
     assert!(!crm.is_empty() && crm.iter().all(|t| t == "status_changed"), "{crm:?}");
     println!("webhooks: {} events delivered {:.0} ms after the receiver came back ({passes} passes)", expected.len(), elapsed.as_secs_f64() * 1e3);

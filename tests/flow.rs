@@ -54,10 +54,7 @@ struct Desk {
 impl Desk {
     async fn sqlite() -> Desk {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.data_dir = dir.path().to_path_buf();
-        cfg.policies_dir = Some(root().join("policies"));
-        cfg.prompts_dir = Some(root().join("prompts"));
+        let mut cfg = Config::in_checkout(dir.path(), &root());
         cfg.company.name = "Sud Levage SARL".into();
         cfg.company.from_address = "julie.morel@sud-levage.fr".into();
         Desk { cfg, _dir: dir }
@@ -398,9 +395,7 @@ async fn approval_gate_and_smtp(desk: &Desk) {
     assert!(matches!(approve::reject(&store, &policy, reply.id + 1, &acc, "  ").await, Err(ApproveError::NoReason)));
 
     // SMTP down: the row waits for a retry, nothing is lost.
-    let mut down = dispute_desk::mail::smtp::SmtpConfig::default();
-    down.port = smtp_server::closed_port();
-    down.timeout_secs = 2;
+    let down = dispute_desk::mail::smtp::SmtpConfig { port: smtp_server::closed_port(), timeout_secs: 2, ..Default::default() };
     let r = dispute_desk::flow::outbox::send_due(&store, &SmtpSender::new(&down).unwrap(), 5).await.unwrap();
     assert_eq!((r.sent, r.retried), (0, 1));
     let row = &store.outbox().await.unwrap()[0];

@@ -59,12 +59,9 @@ impl Desk {
     async fn new(folder: &str) -> Desk {
         let dv = Dovecot::start();
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.data_dir = dir.path().to_path_buf();
+        let mut cfg = Config::in_checkout(dir.path(), &root());
         // Each serve in the tests gets its own free port for the web desk.
         cfg.web.listen = "127.0.0.1:0".into();
-        cfg.policies_dir = Some(root().join("policies"));
-        cfg.prompts_dir = Some(root().join("prompts"));
         cfg.company.name = "Sud Levage SARL".into();
         cfg.company.from_address = "julie.morel@sud-levage.fr".into();
         cfg.outbox_poll_secs = 1;

@@ -218,10 +218,7 @@ struct Desk {
 
 fn desk(llm: LlmConfig) -> Desk {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.path().to_path_buf();
-    cfg.policies_dir = Some(root().join("policies"));
-    cfg.prompts_dir = Some(root().join("prompts"));
+    let mut cfg = Config::in_checkout(dir.path(), &root());
     cfg.company.name = "Sud Levage SARL".into();
     cfg.company.from_address = "julie.morel@sud-levage.fr".into();
     cfg.llm = llm;

@@ -42,7 +42,7 @@ fn root() -> PathBuf {
 
 /// A desk on the database `url`, with the repository's policies and prompts.
 fn config(dir: &Path, url: String) -> Config {
-    Config { data_dir: dir.to_path_buf(), database_url: Some(url), policies_dir: Some(root().join("policies")), prompts_dir: Some(root().join("prompts")), ..Config::default() }
+    Config { database_url: Some(url), ..Config::in_checkout(dir, &root()) }
 }
 
 /// Three kinds of dispute, over the mini company's two clients and three

@@ -29,10 +29,7 @@ fn root() -> PathBuf {
 }
 
 fn config(dir: &std::path::Path) -> Config {
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.to_path_buf();
-    cfg.policies_dir = Some(root().join("policies"));
-    cfg.prompts_dir = Some(root().join("prompts"));
+    let mut cfg = Config::in_checkout(dir, &root());
     cfg.company.name = "Alpes Froid & Climatisation SAS".into();
     cfg.company.from_address = "comptabilite@alpes-froid.fr".into();
     cfg
@@ -370,7 +367,7 @@ async fn approving_queues_exactly_one_message_and_a_second_approval_is_refused()
     let t2 = tab2.csrf().await;
     let r = tab1.post(&format!("/approvals/{d}/approve"), &[("csrf", &t1)]).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    assert_eq!(tab1.get(r.location.as_deref().unwrap()).await.body.contains("Brouillon approuvé"), true);
+    assert!(tab1.get(r.location.as_deref().unwrap()).await.body.contains("Brouillon approuvé"));
     assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM outbox WHERE draft_id = {d}")).await, 1);
     // The other tab still shows the old form: the gate refuses, plainly.
     let again = tab2.post(&format!("/approvals/{d}/approve"), &[("csrf", &t2)]).await;

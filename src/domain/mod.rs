@@ -40,7 +40,7 @@ impl Money {
         };
         // The decimal separator is the last '.' or ',' followed by 1-2 digits.
         let (int_part, frac_part) = match t.rfind(['.', ',']) {
-            Some(i) if t.len() - i - 1 <= 2 && t.len() - i - 1 >= 1 => (&t[..i], &t[i + 1..]),
+            Some(i) if (1..=2).contains(&(t.len() - i - 1)) => (&t[..i], &t[i + 1..]),
             Some(i) if t.len() - i - 1 == 0 => return Err(err()),
             _ => (t.as_str(), ""),
         };
@@ -240,6 +240,8 @@ string_enum!(
     En => "en",
 });
 
+// Written out: string_enum! takes no attribute on a variant, so #[default] cannot be put.
+#[allow(clippy::derivable_impls)]
 impl Default for Language {
     fn default() -> Self {
         Language::Fr

@@ -440,7 +440,7 @@ mod tests {
     fn a_client_reply_on_a_waiting_case_moves_it_back_to_analysis() {
         let c = client();
         let case = OpenCase { id: 7, kind: CaseKind::Dispute, status: Status::WaitingClient, owner_id: Some("U5".into()), invoices: vec![inv("F-1")], priority: 0, priority_reason: String::new() };
-        let d = run(Category::Other, Some(&c), &[case.clone()], false);
+        let d = run(Category::Other, Some(&c), std::slice::from_ref(&case), false);
         assert_eq!(d.case, Some(CaseAction::Update { case_id: 7, to_status: Some(Status::InAnalysis), add_invoices: vec![] }));
         assert_eq!(d.owner_id.as_deref(), Some("U5"));
         let open = OpenCase { status: Status::Open, ..case };
@@ -485,6 +485,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::inconsistent_digit_grouping)] // amounts in cents: 500_00 is 500.00 EUR
     fn routing_table_with_overrides() {
         let mut p = Policy::embedded();
         p.routing.escalation.amount_threshold_eur = 10_000;

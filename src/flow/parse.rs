@@ -35,7 +35,7 @@
 //!     rules are conservative: a formula is only a sign-off when what follows
 //!     looks like a signature (a name, a title, contact or legal lines), never
 //!     prose, so `Merci de nous adresser un avoir` stays in `new_text`.
-//!   Markers (`-- `, `Envoyé de mon iPhone`) go to `signature` with what follows.
+//!     Markers (`-- `, `Envoyé de mon iPhone`) go to `signature` with what follows.
 //! - attachments: every part that is not a body, with a file name or a non-text
 //!   type (attached `message/rfc822` included, named after its subject when it has
 //!   no file name); unnamed inline images are skipped.

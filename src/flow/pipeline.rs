@@ -230,7 +230,6 @@ impl Pipeline {
                 }
             }
         }
-        drop(out);
         Ok(done)
     }
 

@@ -231,8 +231,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_mid_batch_keeps_the_checkpoint_on_the_last_stored_message_and_a_new_uidvalidity_rescans() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = crate::config::Config::default();
-        cfg.data_dir = dir.path().to_path_buf();
+        let cfg = crate::config::Config { data_dir: dir.path().to_path_buf(), ..Default::default() };
         let (store, policy) = crate::app::open(&cfg).await.unwrap();
         let pipeline = Mutex::new(crate::app::pipeline(&cfg, store.clone(), policy).await.unwrap());
         let mb = MailboxConfig { name: "m".into(), after_ingest: AfterIngest::Keyword, ..MailboxConfig::default() };

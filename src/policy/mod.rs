@@ -209,7 +209,7 @@ fn parse<T: for<'de> Deserialize<'de>>(name: &str, text: &str) -> Result<T, Poli
 impl Policy {
     /// Loads from `dir` (files present there override the embedded defaults).
     pub fn load(dir: Option<&Path>) -> Result<Policy, PolicyError> {
-        Ok(Policy {
+        Policy {
             routing: parse("routing.toml", &text_of(dir, "routing.toml")?)?,
             priority: parse("priority.toml", &text_of(dir, "priority.toml")?)?,
             statuses: parse("statuses.toml", &text_of(dir, "statuses.toml")?)?,
@@ -217,7 +217,7 @@ impl Policy {
             late_payment: parse("late_payment.toml", &text_of(dir, "late_payment.toml")?)?,
             classifier_toml: text_of(dir, "classifier.toml")?,
         }
-        .checked()?)
+        .checked()
     }
 
     /// Cross-file checks a TOML parser cannot make.

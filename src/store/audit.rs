@@ -42,6 +42,8 @@ pub const CHAIN_LOCK: i64 = 727274;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+// One argument per hashed column, in the order they are hashed.
+#[allow(clippy::too_many_arguments)]
 fn hash_row(prev: &str, at: i64, actor: &str, case_id: Option<i64>, entity: &str, entity_id: &str, action: &str, detail: &str) -> String {
     let mut h = Sha256::new();
     for part in [prev, &at.to_string(), actor, &case_id.map(|c| c.to_string()).unwrap_or_default(), entity, entity_id, action, detail] {

@@ -163,6 +163,7 @@ impl Store {
     }
 
     /// Records a level as handled; false when it already was (a concurrent run).
+    #[allow(clippy::too_many_arguments)] // one per column of invoice_reminders
     pub async fn record_reminder(&self, tx: &mut Tx, invoice: &str, level: &str, run_date: NaiveDate, outcome: &str, draft_id: Option<i64>, task_id: Option<i64>) -> Result<bool> {
         let done = sqlx::query(
             "INSERT INTO invoice_reminders (invoice_number, level, run_date, outcome, draft_id, task_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",

@@ -83,7 +83,7 @@ async fn card(state: &WebState, s: &Session, d: DraftRow) -> Result<Card, Error>
         let case = store.case(case_id).await?;
         c.client_name = Some(case.client_name.clone());
         numbers = case.invoices.clone();
-        c.brief = store.drafts(None, Some(case_id)).await?.into_iter().filter(|b| b.kind == "brief").last().map(|b| b.body);
+        c.brief = store.drafts(None, Some(case_id)).await?.into_iter().rfind(|b| b.kind == "brief").map(|b| b.body);
     }
     if let Some(mid) = c.draft.message_id {
         let m = store.message(mid).await?;

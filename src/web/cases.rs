@@ -330,7 +330,7 @@ async fn show(State(state): State<WebState>, s: Session, Path(id): Path<i64>, Qu
         });
     }
     let drafts = store.drafts(None, Some(id)).await?;
-    let brief = drafts.iter().filter(|d| d.kind == "brief").last().map(|d| d.body.clone());
+    let brief = drafts.iter().rfind(|d| d.kind == "brief").map(|d| d.body.clone());
     let tasks = store.tasks(Some(id), None, None).await?;
     let history: Vec<serde_json::Value> = store
         .status_history(id)
