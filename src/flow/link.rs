@@ -266,18 +266,45 @@ fn glued_key_of(s: &str) -> Option<Vec<Tok>> {
 /// Same key with each run of letter groups written as one (`HN-F-000433`
 /// also answers to `HNF000433`, as payment advices print it).
 fn letters_glued_key_of(s: &str) -> Option<Vec<Tok>> {
+    glue_letters(key_of(s))
+}
+
+fn glue_letters(key: Vec<Tok>) -> Option<Vec<Tok>> {
     let mut out: Vec<Tok> = Vec::new();
     let mut glued = false;
-    for t in tokenize(s).toks {
-        match (&t.norm, out.last_mut()) {
+    for t in key {
+        match (&t, out.last_mut()) {
             (Tok::A(a), Some(Tok::A(prev))) => {
                 prev.push_str(a);
                 glued = true;
             }
-            _ => out.push(t.norm),
+            _ => out.push(t),
         }
     }
     glued.then_some(out)
+}
+
+/// Same key with its year written the other way: a digit group before the
+/// last that reads as a year of these decades (`26` or `2026`, 2020-2039)
+/// in its other length, as clients write `BSI-26-00190` for
+/// `BSI-2026-00190` and `OP-P-2026-139` for `OP-P-26-139`.
+fn year_swapped(key: &[Tok]) -> Option<Vec<Tok>> {
+    let last_digit = key.iter().rposition(|t| matches!(t, Tok::D(_)))?;
+    let at = key[..last_digit].iter().position(|t| matches!(t, Tok::D(d) if year_other_form(d).is_some()))?;
+    let mut out = key.to_vec();
+    if let Tok::D(d) = &key[at] {
+        out[at] = Tok::D(year_other_form(d)?);
+    }
+    Some(out)
+}
+
+fn year_other_form(d: &str) -> Option<String> {
+    let v: u32 = d.parse().ok()?;
+    match d.len() {
+        2 if (20..=39).contains(&v) => Some(format!("20{d}")),
+        4 if (2020..=2039).contains(&v) => Some(d[2..].to_string()),
+        _ => None,
+    }
 }
 
 fn digit_count(toks: &[TextTok]) -> usize {
@@ -392,6 +419,10 @@ impl Index {
             let toks = tokenize(inv.number.as_str()).toks;
             let key: Vec<Tok> = toks.iter().map(|t| t.norm.clone()).collect();
             if let Some(g) = glued_key_of(inv.number.as_str()) {
+                // Letters and digits both glued: `OPR26110` for `OP-R-26-110`.
+                if let Some(gg) = glue_letters(g.clone()) {
+                    ix.full.insert(gg, i);
+                }
                 ix.full.insert(g, i);
             }
             if let Some(g) = letters_glued_key_of(inv.number.as_str()) {
@@ -400,6 +431,15 @@ impl Index {
             let lead = key.iter().take_while(|t| matches!(t, Tok::A(_))).count();
             if lead > 0 && lead < key.len() {
                 ix.partial.insert(key[lead..].to_vec(), i);
+            }
+            if let Some(y) = year_swapped(&key) {
+                if lead > 0 && lead < y.len() {
+                    ix.partial.insert(y[lead..].to_vec(), i);
+                }
+                if let Some(g) = glue_letters(y.clone()) {
+                    ix.full.insert(g, i);
+                }
+                ix.full.insert(y, i);
             }
             if key.len() >= 2 {
                 if let Some(Tok::D(d)) = key.last() {
@@ -651,7 +691,9 @@ fn walk_back(t: &Tokens, start: usize, covered: &[bool], accept: &[&str], reject
     if generic { Verdict::Generic } else { Verdict::Nothing }
 }
 
-fn context_ok(t: &Tokens, c: &Cand, covered: &[bool], src: Src, kind: RefKind) -> bool {
+/// `total_written`: the text also writes the total of the candidate's invoice
+/// with its currency (`la 87 …, 5 760 €`).
+fn context_ok(t: &Tokens, c: &Cand, covered: &[bool], src: Src, kind: RefKind, total_written: bool) -> bool {
     if !c.numeric {
         return true;
     }
@@ -673,11 +715,17 @@ fn context_ok(t: &Tokens, c: &Cand, covered: &[bool], src: Src, kind: RefKind) -
         // A number marked `numéro`/`n°` may also take its invoice word from
         // the sentence before: "…pas reçu la facture des groupes. Il
         // portait le numéro 0471."
+        // Two digits are enough when the number is marked (`la n° 79`) in
+        // an invoice sentence, or written "la 87" beside its invoice's total.
+        // A list opened by a colon after an invoice word ("les trois
+        // factures en retard : 103, 119 et 137") takes that word.
         (_, Tier::Short) => {
+            let digits = digit_count(&t.toks[c.start..c.end]);
             v == Verdict::Accept
-                || (feminine_article_before(t, c) && digit_count(&t.toks[c.start..c.end]) >= 3 && invoice_word_in_sentence(t, c.start, &[accept], &reject, 1))
-                || (digit_count(&t.toks[c.start..c.end]) >= 3
-                    && ((v == Verdict::Generic && invoice_word_in_sentence(t, c.start, &[accept], &reject, 1)) || (parenthesised(t, c) && invoice_word_in_sentence(t, c.start, &[accept], &reject, 0))))
+                || (feminine_article_before(t, c) && ((digits >= 3 && invoice_word_in_sentence(t, c.start, &[accept], &reject, 1)) || total_written))
+                || (v == Verdict::Generic && invoice_word_in_sentence(t, c.start, &[accept], &reject, 1))
+                || (digits >= 3 && parenthesised(t, c) && invoice_word_in_sentence(t, c.start, &[accept], &reject, 0))
+                || (digits >= 3 && v == Verdict::Nothing && listed_after_invoice_colon(t, c, covered, accept, &reject))
         }
         // The number without its letters (`2610-022` for `FV2610-022`), with
         // at least 5 digits: an invoice word anywhere in its sentence will do,
@@ -702,6 +750,32 @@ fn amount_follows(t: &Tokens, j: usize) -> bool {
 /// amount by the boundary check).
 fn feminine_article_before(t: &Tokens, c: &Cand) -> bool {
     c.start > 0 && matches!(t.toks[c.start - 1].word(), Some("la" | "derniere" | "premiere")) && is_space1(&t.toks[c.start].sep)
+}
+
+/// The candidate is an item of a list that a colon opens right after an
+/// invoice word in the same sentence: "les factures en retard : 103, 119 et
+/// 137" (each item a number, separated by commas or a filler word).
+fn listed_after_invoice_colon(t: &Tokens, c: &Cand, covered: &[bool], accept: &[&str], reject: &[&[&str]]) -> bool {
+    let mut k = c.start;
+    loop {
+        let sep = t.toks[k].sep.as_str();
+        if sep.contains(':') {
+            if sep.contains('\n') || k == 0 {
+                return false;
+            }
+            let before = t.toks[k - 1].word();
+            return before.is_some_and(|w| is_in(accept, w)) || (!before.is_some_and(|w| reject.iter().any(|l| is_in(l, w))) && invoice_word_in_sentence(t, k - 1, &[accept], reject, 0));
+        }
+        if k == 0 || sep.contains('\n') || sep.contains(['.', ';']) {
+            return false;
+        }
+        k -= 1;
+        let tok = &t.toks[k];
+        let item = if tok.is_digit() { covered[k] } else { tok.word().is_some_and(|w| is_in(FILLER_WORDS, w)) };
+        if !item {
+            return false;
+        }
+    }
 }
 
 /// The candidate is written alone in parentheses: `(1031)`.
@@ -806,7 +880,9 @@ fn scan(text: &str, src: Src, kind: RefKind, dir: &Directory, ix: &Index, sender
     for c in &cands {
         covered[c.start..c.end].iter_mut().for_each(|x| *x = true);
     }
-    let mut valid: Vec<&Cand> = cands.iter().filter(|c| boundary_ok(&t, c, &covered) && context_ok(&t, c, &covered, src, kind)).collect();
+    let totals = if kind == RefKind::Invoice { written_amounts(text) } else { None };
+    let total_written = |c: &Cand| c.tier == Tier::Short && totals.as_ref().is_some_and(|a| c.ids.iter().any(|&i| a.contains(&dir.invoices[i].amount)));
+    let mut valid: Vec<&Cand> = cands.iter().filter(|c| boundary_ok(&t, c, &covered) && context_ok(&t, c, &covered, src, kind, total_written(c))).collect();
     valid.sort_by_key(|c| (c.tier, std::cmp::Reverse(c.end - c.start), c.start));
     let mut taken = vec![false; n];
     let mut out = Vec::new();
@@ -1010,6 +1086,11 @@ fn narrow_to_new_text(t: &mut Trusted, msg: &Message, dir: &Directory, notes: &m
         }) {
             own.insert(one);
         }
+    }
+    // Or writes the last digit group of some of them on its own ("Sur la
+    // régie d'août (120) : …"), as in a reply to a stored message.
+    if own.is_empty() && t.ids.len() > 1 {
+        own.extend(named_by_last_group(&t.ids, &msg.new_text, dir));
     }
     if own.is_empty() || own.len() == t.ids.len() {
         return;
@@ -1554,6 +1635,67 @@ mod tests {
             // A range wider than 20 is not read as one.
             ("compta@acme.fr", "", "invoices FA-2026-00023 to 00123", &["FA-2026-00023"]),
         ]);
+    }
+
+    #[test]
+    fn the_year_written_the_other_way_and_everything_glued_are_the_same_invoice() {
+        let invoices = vec![
+            inv("BSI-2026-00190", "E1", None, None, 99_000),
+            inv("OP-P-26-139", "E2", None, None, 99_000),
+            inv("OP-R-26-110", "E2", None, None, 99_000),
+            inv("OP-A-26-067", "E2", None, None, 99_000),
+        ];
+        let d = Directory::new(vec![client("E1", &["bl.fr"]), client("E2", &["vines.co.uk"])], invoices, HashMap::new());
+        for (from, body, want) in [
+            ("cb@bl.fr", "Votre facture BSI-26-00190 ne sera pas réglée.", vec!["BSI-2026-00190"]),
+            ("f@vines.co.uk", "Our final invoice (OP-P-2026-139) has a line I don't understand.", vec!["OP-P-26-139"]),
+            ("f@vines.co.uk", "Votre référence OPR26110, montant 3.720,00", vec!["OP-R-26-110"]),
+            ("f@vines.co.uk", "VIR SEPA EMIS / OCRE ET PIXEL / REF OPA26067  -2 520,00", vec!["OP-A-26-067"]),
+            // A year that is not this scheme's: no invoice.
+            ("cb@bl.fr", "Votre facture BSI-2025-00190 ?", vec![]),
+            ("f@vines.co.uk", "invoice OP-P-2027-139", vec![]),
+        ] {
+            let l = link(&msg(from, "", body), &d, &[]);
+            assert_eq!(nums(&l), want, "{body}: {:?}", l.notes);
+        }
+    }
+
+    #[test]
+    fn two_digit_short_forms_need_a_marked_invoice_sentence_or_the_invoices_total() {
+        let invoices = vec![
+            inv("OP-A-26-064", "K1", None, None, 576_000),
+            inv("OP-P-26-087", "K1", None, None, 576_000),
+            inv("OP-A-26-079", "K1", None, None, 62_400),
+            inv("OP-R-26-103", "K1", None, None, 54_000),
+            inv("OP-R-26-119", "K1", None, None, 54_000),
+            inv("OP-R-26-137", "K1", None, None, 54_000),
+        ];
+        let d = Directory::new(vec![client("K1", &["kiwi.io"])], invoices, HashMap::new());
+        for (body, want) in [
+            // Two invoices share the total: the number written beside it says which.
+            ("Virement fait ce matin pour la 87 (maquettes du site), 5 760 €.", vec!["OP-P-26-087"]),
+            ("mon comptable me demande la facture de l'accompte payé en juin (la n° 79 je crois)", vec!["OP-A-26-079"]),
+            ("Je lance lundi le virement des trois factures de maintenance en retard : 103, 119 et 137.", vec!["OP-R-26-103", "OP-R-26-119", "OP-R-26-137"]),
+            // Without the total, the invoice word or the marker: a count, a date, a lot.
+            ("Virement fait ce matin pour la 87 (maquettes du site).", vec![]),
+            ("Nous avons reçu la 87 ce matin, 5 000 € de marchandise.", vec![]),
+            ("Les trois cartons en retard : 103, 119 et 137 sont arrivés.", vec![]),
+            ("Nos factures sont réglées. Livraison : 103, 119 et 137 colis.", vec![]),
+        ] {
+            let l = link(&msg("b@kiwi.io", "", body), &d, &[]);
+            assert_eq!(nums(&l), want, "{body}: {:?}", l.notes);
+        }
+    }
+
+    #[test]
+    fn a_reply_whose_new_text_writes_the_last_group_of_one_subject_invoice_is_about_that_one() {
+        let invoices = vec![inv("OP-R-26-103", "K1", None, None, 54_000), inv("OP-R-26-120", "K1", None, None, 864_000)];
+        let d = Directory::new(vec![client("K1", &["kiwi.io"])], invoices, HashMap::new());
+        let m = msg("b@kiwi.io", "Re: Relance – factures OP-R-26-103 et OP-R-26-120", "Sur la régie d'août (120) : vous facturez 12 jours, nos timesheets en donnent 8,5.");
+        assert_eq!(nums(&link(&m, &d, &[])), ["OP-R-26-120"]);
+        // Amounts and counts that share the digits are not a reference.
+        let m = msg("b@kiwi.io", "Re: Relance – factures OP-R-26-103 et OP-R-26-120", "Je règle 6 120 € demain, et 103 euros de frais à part.");
+        assert_eq!(nums(&link(&m, &d, &[])), ["OP-R-26-103", "OP-R-26-120"]);
     }
 
     #[test]
