@@ -485,24 +485,35 @@ async fn eval_on_the_project_corpora() {
     // category misses. plomberie and grossiste were written meanwhile and
     // first run after rounds 5-7: 0.716 and 0.768 with the rules before,
     // 0.746 and 0.784 now (round 7 changed neither); links 0.936/1.000 and
-    // 0.978/0.917 at first contact.
+    // 0.978/0.917 at first contact. Stop 20: ingenierie, communication and
+    // securite, written blind, first run with rounds 1-7: 0.767, 0.797 and
+    // 0.825 (links 1.000/0.978, 0.976/0.816, 1.000/1.000; their link misses,
+    // a year written in two or four digits, letters and digits all glued,
+    // two-digit short forms beside the invoice's total, a list after a
+    // colon, were fixed in link.rs). Round 8 was written from the category
+    // misses of ingenierie and communication (0.944 and 0.960 now); securite
+    // was not read: 0.862 with round 8, and round 8 also moved the unread
+    // plomberie 0.746 -> 0.761 and grossiste 0.784 -> 0.804.
     let blind = root().join("tests/fixtures/blind");
     for (dir, min_f1) in [
         (mini(), 0.99),
         (root().join("demo"), 0.90),
         (holdout.join("imprimerie"), 0.98),
-        (holdout.join("logiciel"), 0.90),
-        (holdout.join("transport"), 0.90),
+        (holdout.join("logiciel"), 0.93),
+        (holdout.join("transport"), 0.93),
         (fresh.join("traiteur"), 0.89),
-        (fresh.join("proprete"), 0.81),
-        (blind.join("paysagiste"), 0.84),
+        (fresh.join("proprete"), 0.83),
+        (blind.join("paysagiste"), 0.87),
         (blind.join("informatique"), 0.93),
         (blind.join("electricite"), 0.92),
         (blind.join("location"), 0.86),
         (blind.join("emballage"), 0.90),
-        (blind.join("formation"), 0.82),
-        (blind.join("plomberie"), 0.74),
-        (blind.join("grossiste"), 0.78),
+        (blind.join("formation"), 0.84),
+        (blind.join("plomberie"), 0.76),
+        (blind.join("grossiste"), 0.80),
+        (blind.join("ingenierie"), 0.94),
+        (blind.join("communication"), 0.95),
+        (blind.join("securite"), 0.86),
     ] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));
