@@ -649,7 +649,7 @@ async fn run(cli: Cli, mut cfg: Config) -> Result<()> {
         Cmd::Send => {
             let (store, _) = app::open(&cfg).await?;
             let sender = SmtpSender::new(&cfg.smtp).context("configuring SMTP")?;
-            let r = dispute_desk::flow::outbox::send_due(&store, &sender, cfg.send_max_attempts).await?;
+            let r = dispute_desk::serve::send_once(&store, &sender, &cfg).await?;
             println!("sent {}, to retry {}, failed {}", r.sent, r.retried, r.failed);
             Ok(())
         }

@@ -47,6 +47,23 @@ impl Shutdown {
     }
 }
 
+/// The one-shot `send`: one pass over the due outbox rows, run as a
+/// registered instance (heartbeating meanwhile, marked stopped at the end), so
+/// the rows it claims carry its id. A `serve` starting during the pass leaves
+/// them alone (their claimer is alive); if the pass dies mid-send, a live
+/// instance recovers its row through the Sent-folder check once its heartbeat
+/// is stale, as for any instance.
+pub async fn send_once(store: &crate::store::Store, sender: &dyn crate::mail::smtp::SendMail, cfg: &Config) -> Result<crate::flow::outbox::SendReport> {
+    let inst = Instance::register(store, cfg.cluster.timing()).await?;
+    let (tx, shutdown) = Shutdown::channel();
+    let beat = tokio::spawn(inst.clone().heartbeat(shutdown));
+    let r = send_due_as(store, sender, cfg.send_max_attempts, Some(&inst.id)).await;
+    let _ = tx.send(true);
+    let _ = beat.await;
+    inst.stopped().await;
+    Ok(r?)
+}
+
 /// Runs the watchers and the outbox worker until `signal` resolves.
 pub async fn run(cfg: Config, signal: impl Future<Output = ()>) -> Result<()> {
     cfg.validate_mailboxes()?;

@@ -406,8 +406,13 @@ async fn approval_gate_and_smtp(desk: &Desk) {
     // SMTP up: sent once, with threading headers, then never again.
     let smtp = smtp_server::spawn_smtp(mailin::response::OK);
     let sender = SmtpSender::new(&smtp.config).unwrap();
-    let r = dispute_desk::flow::outbox::send_due(&store, &sender, 5).await.unwrap();
+    // The one-shot `send` runs as an instance: the row carries its id, and the
+    // instance is recorded stopped once the pass is over.
+    let r = dispute_desk::serve::send_once(&store, &sender, &desk.cfg).await.unwrap();
     assert_eq!(r.sent, 1);
+    let claimer = store.outbox().await.unwrap()[0].claimed_by.clone().expect("the sent row names its claimer");
+    let inst = store.instances(30_000).await.unwrap().into_iter().find(|i| i.id == claimer).expect("the claimer is a registered instance");
+    assert!(inst.stopped_at.is_some() && !inst.alive, "{inst:?}");
     let r = dispute_desk::flow::outbox::send_due(&store, &sender, 5).await.unwrap();
     assert_eq!(r.sent, 0);
     let got = smtp.received();

@@ -203,8 +203,9 @@ impl Store {
     /// Outbox rows an instance left in `sending` when it died or stopped:
     /// each is taken over by `me` (one UPDATE per row, so two instances
     /// never recover the same row) and returned for the Sent-folder check.
-    /// Rows without a claimer (the one-shot `send`) are taken only when
-    /// `with_unclaimed` (at start-up, as before several instances existed).
+    /// Rows without a claimer (left by a version before the one-shot `send`
+    /// registered as an instance) are taken only when `with_unclaimed` (at
+    /// start-up, as before several instances existed).
     pub async fn take_orphaned_sending(&self, me: &str, ttl_ms: i64, with_unclaimed: bool) -> Result<Vec<super::outbox::OutboxRow>> {
         let mut out = Vec::new();
         for row in self.outbox_sending().await? {

@@ -66,8 +66,8 @@ impl Store {
     }
 
     /// Claims the next row due for sending (marks it `sending`, by
-    /// `claimer`: the instance id under `serve`, None for the one-shot
-    /// `send`). On PostgreSQL the row is picked `FOR UPDATE SKIP LOCKED`, so
+    /// `claimer`: the instance id under `serve` and the one-shot `send`, None
+    /// for `flow::outbox::send_due` called without an instance). On PostgreSQL the row is picked `FOR UPDATE SKIP LOCKED`, so
     /// instances claiming at the same moment each get a different row and
     /// never wait for one another; the `status = 'queued'` guard keeps a row
     /// from being claimed twice on either backend.
