@@ -498,7 +498,11 @@ async fn eval_on_the_project_corpora() {
     // colon, were fixed in link.rs). Round 8 was written from the category
     // misses of ingenierie and communication (0.944 and 0.960 now); securite
     // was not read: 0.862 with round 8, and round 8 also moved the unread
-    // plomberie 0.746 -> 0.761 and grossiste 0.784 -> 0.804.
+    // plomberie 0.746 -> 0.761 and grossiste 0.784 -> 0.804. conseil and
+    // menuiserie, written meanwhile and first run after round 8: 0.680 and
+    // 0.865 (0.688 and 0.852 with rounds 1-7; links 1.000/0.978 and
+    // 0.957/0.936, then fixed in link.rs); round 9 was written from
+    // conseil's category misses (0.960 now) and changed none of the unread.
     let blind = root().join("tests/fixtures/blind");
     for (dir, min_f1) in [
         (mini(), 0.99),
@@ -519,6 +523,8 @@ async fn eval_on_the_project_corpora() {
         (blind.join("ingenierie"), 0.94),
         (blind.join("communication"), 0.95),
         (blind.join("securite"), 0.86),
+        (blind.join("conseil"), 0.95),
+        (blind.join("menuiserie"), 0.86),
     ] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));
