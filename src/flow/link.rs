@@ -290,11 +290,12 @@ fn glue_letters(key: Vec<Tok>) -> Option<Vec<Tok>> {
 /// `BSI-2026-00190` and `OP-P-2026-139` for `OP-P-26-139`.
 fn year_swapped(key: &[Tok]) -> Option<Vec<Tok>> {
     let last_digit = key.iter().rposition(|t| matches!(t, Tok::D(_)))?;
-    let at = key[..last_digit].iter().position(|t| matches!(t, Tok::D(d) if year_other_form(d).is_some()))?;
+    let (at, other) = key[..last_digit].iter().enumerate().find_map(|(k, t)| match t {
+        Tok::D(d) => year_other_form(d).map(|o| (k, o)),
+        Tok::A(_) => None,
+    })?;
     let mut out = key.to_vec();
-    if let Tok::D(d) = &key[at] {
-        out[at] = Tok::D(year_other_form(d)?);
-    }
+    out[at] = Tok::D(other);
     Some(out)
 }
 
@@ -456,8 +457,7 @@ impl Index {
             }
             if key.len() >= 2 {
                 if let Some(Tok::D(d)) = key.last() {
-                    add_once(ix.last.entry((inv.client_id.clone(), d.clone())).or_default(), i);
-                    add_once(ix.last_any.entry(d.clone()).or_default(), i);
+                    ix.add_last(&inv.client_id, d, i);
                 }
             }
             // A number that glues year and sequence (`FA260334`) is also
@@ -477,8 +477,7 @@ impl Index {
                     ix.partial.insert(vec![head, tail.clone()], i);
                     if let Tok::D(t) = &tail {
                         if t.len() >= 3 {
-                            add_once(ix.last.entry((inv.client_id.clone(), t.clone())).or_default(), i);
-                            add_once(ix.last_any.entry(t.clone()).or_default(), i);
+                            ix.add_last(&inv.client_id, t, i);
                         }
                     }
                 }
@@ -509,11 +508,16 @@ impl Index {
     }
 }
 
-/// Pushes `id` unless already there: one number may give the same key twice
-/// (`ABB-F-000547` by its last group and by its split-off tail `0547`).
-fn add_once(ids: &mut Vec<usize>, id: usize) {
-    if !ids.contains(&id) {
-        ids.push(id);
+impl Index {
+    /// Files invoice `id` under its last digit group `d`, within its client
+    /// and over the whole ledger, once: one number may give the same group
+    /// twice (`ABB-F-000547` by its last group and by its split-off tail `0547`).
+    fn add_last(&mut self, client: &str, d: &str, id: usize) {
+        for ids in [self.last.entry((client.to_string(), d.to_string())).or_default(), self.last_any.entry(d.to_string()).or_default()] {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
     }
 }
 
@@ -754,7 +758,8 @@ fn context_ok(t: &Tokens, c: &Cand, covered: &[bool], src: Src, kind: RefKind, t
                 || (digits >= 3 && parenthesised(t, c) && invoice_word_in_sentence(t, c.start, &[accept], &reject, 0))
                 || (digits >= 3 && v == Verdict::Nothing && listed_after_invoice_colon(t, c, covered, accept, &reject))
         }
-        (_, Tier::Anonymous) => v == Verdict::Accept && digit_count(&t.toks[c.start..c.end]) >= 3,
+        // Its 3 digits or more are checked where it is found (`scan`).
+        (_, Tier::Anonymous) => v == Verdict::Accept,
         // The number without its letters (`2610-022` for `FV2610-022`), with
         // at least 5 digits: an invoice word anywhere in its sentence will do,
         // the verb included ("vous en facturez 120 sur la 2610-022").
@@ -915,7 +920,8 @@ fn scan(text: &str, src: Src, kind: RefKind, dir: &Directory, ix: &Index, sender
     for c in &cands {
         covered[c.start..c.end].iter_mut().for_each(|x| *x = true);
     }
-    let totals = if kind == RefKind::Invoice { written_amounts(text) } else { None };
+    // The written totals, read only when a short form may need them.
+    let totals = if cands.iter().any(|c| c.tier == Tier::Short) { written_amounts(text) } else { None };
     let total_written = |c: &Cand| c.tier == Tier::Short && totals.as_ref().is_some_and(|a| c.ids.iter().any(|&i| a.contains(&dir.invoices[i].amount)));
     let mut valid: Vec<&Cand> = cands.iter().filter(|c| boundary_ok(&t, c, &covered) && context_ok(&t, c, &covered, src, kind, total_written(c))).collect();
     valid.sort_by_key(|c| (c.tier, std::cmp::Reverse(c.end - c.start), c.start));
@@ -1149,7 +1155,7 @@ fn named_by_last_group(ids: &[usize], text: &str, dir: &Directory) -> Vec<usize>
     let written: BTreeSet<&str> = (0..t.toks.len())
         .filter(|&k| t.toks[k].is_digit())
         .filter(|&k| !(k > 0 && t.toks[k - 1].is_digit() && (is_tight(&t.toks[k].sep) || is_space1(&t.toks[k].sep))))
-        .filter(|&k| !amount_follows(&t, k + 1) && !(t.sep_after(k + 1).trim_start().starts_with(',') && t.toks.get(k + 1).is_some_and(TextTok::is_digit)) && !t.toks.get(k + 1).is_some_and(|n| n.is_digit() && is_tight(&n.sep)))
+        .filter(|&k| !continues_as_amount(&t, k))
         .filter_map(|k| match &t.toks[k].norm {
             Tok::D(d) if t.toks[k].raw.len() >= 3 => Some(d.as_str()),
             _ => None,
@@ -1165,6 +1171,13 @@ fn named_by_last_group(ids: &[usize], text: &str, dir: &Directory) -> Vec<usize>
             last.is_some_and(|d| d.len() >= 3 && written.contains(d.as_str()))
         })
         .collect()
+}
+
+/// The number at token `k` is part of an amount or of a run of numbers: a
+/// currency or unit follows (`409 €`), or another number right after it,
+/// glued (`1,50`) or after a comma (`548, 50`).
+fn continues_as_amount(t: &Tokens, k: usize) -> bool {
+    amount_follows(t, k + 1) || t.toks.get(k + 1).is_some_and(|n| n.is_digit() && (is_tight(&n.sep) || n.sep.trim_start().starts_with(',')))
 }
 
 fn numbers_of(ids: &[usize], dir: &Directory) -> Vec<InvoiceNumber> {
@@ -1535,9 +1548,13 @@ mod tests {
     }
 
     fn check(cases: &[(&str, &str, &str, &[&str])]) {
-        let d = dir();
+        check_in(&dir(), cases);
+    }
+
+    /// Each (from, subject, body) links to exactly `want` in `d`.
+    fn check_in(d: &Directory, cases: &[(&str, &str, &str, &[&str])]) {
         for (from, subject, body, want) in cases {
-            let l = link(&msg(from, subject, body), &d, &[]);
+            let l = link(&msg(from, subject, body), d, &[]);
             assert_eq!(nums(&l), want.to_vec(), "from {from} subject {subject:?} body {body:?}: {:?}", l.notes);
         }
     }
@@ -1703,18 +1720,15 @@ mod tests {
             inv("OP-A-26-067", "E2", None, None, 99_000),
         ];
         let d = Directory::new(vec![client("E1", &["bl.fr"]), client("E2", &["vines.co.uk"])], invoices, HashMap::new());
-        for (from, body, want) in [
-            ("cb@bl.fr", "Votre facture BSI-26-00190 ne sera pas réglée.", vec!["BSI-2026-00190"]),
-            ("f@vines.co.uk", "Our final invoice (OP-P-2026-139) has a line I don't understand.", vec!["OP-P-26-139"]),
-            ("f@vines.co.uk", "Votre référence OPR26110, montant 3.720,00", vec!["OP-R-26-110"]),
-            ("f@vines.co.uk", "VIR SEPA EMIS / OCRE ET PIXEL / REF OPA26067  -2 520,00", vec!["OP-A-26-067"]),
+        check_in(&d, &[
+            ("cb@bl.fr", "", "Votre facture BSI-26-00190 ne sera pas réglée.", &["BSI-2026-00190"]),
+            ("f@vines.co.uk", "", "Our final invoice (OP-P-2026-139) has a line I don't understand.", &["OP-P-26-139"]),
+            ("f@vines.co.uk", "", "Votre référence OPR26110, montant 3.720,00", &["OP-R-26-110"]),
+            ("f@vines.co.uk", "", "VIR SEPA EMIS / OCRE ET PIXEL / REF OPA26067  -2 520,00", &["OP-A-26-067"]),
             // A year that is not this scheme's: no invoice.
-            ("cb@bl.fr", "Votre facture BSI-2025-00190 ?", vec![]),
-            ("f@vines.co.uk", "invoice OP-P-2027-139", vec![]),
-        ] {
-            let l = link(&msg(from, "", body), &d, &[]);
-            assert_eq!(nums(&l), want, "{body}: {:?}", l.notes);
-        }
+            ("cb@bl.fr", "", "Votre facture BSI-2025-00190 ?", &[]),
+            ("f@vines.co.uk", "", "invoice OP-P-2027-139", &[]),
+        ]);
     }
 
     #[test]
@@ -1728,20 +1742,17 @@ mod tests {
             inv("OP-R-26-137", "K1", None, None, 54_000),
         ];
         let d = Directory::new(vec![client("K1", &["kiwi.io"])], invoices, HashMap::new());
-        for (body, want) in [
+        check_in(&d, &[
             // Two invoices share the total: the number written beside it says which.
-            ("Virement fait ce matin pour la 87 (maquettes du site), 5 760 €.", vec!["OP-P-26-087"]),
-            ("mon comptable me demande la facture de l'accompte payé en juin (la n° 79 je crois)", vec!["OP-A-26-079"]),
-            ("Je lance lundi le virement des trois factures de maintenance en retard : 103, 119 et 137.", vec!["OP-R-26-103", "OP-R-26-119", "OP-R-26-137"]),
+            ("b@kiwi.io", "", "Virement fait ce matin pour la 87 (maquettes du site), 5 760 €.", &["OP-P-26-087"]),
+            ("b@kiwi.io", "", "mon comptable me demande la facture de l'accompte payé en juin (la n° 79 je crois)", &["OP-A-26-079"]),
+            ("b@kiwi.io", "", "Je lance lundi le virement des trois factures de maintenance en retard : 103, 119 et 137.", &["OP-R-26-103", "OP-R-26-119", "OP-R-26-137"]),
             // Without the total, the invoice word or the marker: a count, a date, a lot.
-            ("Virement fait ce matin pour la 87 (maquettes du site).", vec![]),
-            ("Nous avons reçu la 87 ce matin, 5 000 € de marchandise.", vec![]),
-            ("Les trois cartons en retard : 103, 119 et 137 sont arrivés.", vec![]),
-            ("Nos factures sont réglées. Livraison : 103, 119 et 137 colis.", vec![]),
-        ] {
-            let l = link(&msg("b@kiwi.io", "", body), &d, &[]);
-            assert_eq!(nums(&l), want, "{body}: {:?}", l.notes);
-        }
+            ("b@kiwi.io", "", "Virement fait ce matin pour la 87 (maquettes du site).", &[]),
+            ("b@kiwi.io", "", "Nous avons reçu la 87 ce matin, 5 000 € de marchandise.", &[]),
+            ("b@kiwi.io", "", "Les trois cartons en retard : 103, 119 et 137 sont arrivés.", &[]),
+            ("b@kiwi.io", "", "Nos factures sont réglées. Livraison : 103, 119 et 137 colis.", &[]),
+        ]);
     }
 
     #[test]
@@ -1765,24 +1776,21 @@ mod tests {
             inv("ABB-F-000585", "M3", Some("4500220105"), None, 3_288_600),
         ];
         let d = Directory::new(vec![client("M1", &["comptoir.fr"]), client("M2", &["vcg.fr"]), client("M3", &["brico.fr"])], invoices, HashMap::new());
-        for (from, subject, body, want) in [
+        check_in(&d, &[
             // The last group of a six-digit sequence is one key, not two (it
             // is also the split-off tail `0547`): the short form is unambiguous.
-            ("r@comptoir.fr", "Virement", "Bjr\nVirement fait ce matin pour la 547\nCdt", vec!["ABB-F-000547"]),
-            ("r@comptoir.fr", "", "votre facture 547", vec!["ABB-F-000547"]),
+            ("r@comptoir.fr", "Virement", "Bjr\nVirement fait ce matin pour la 547\nCdt", &["ABB-F-000547"]),
+            ("r@comptoir.fr", "", "votre facture 547", &["ABB-F-000547"]),
             // The company's own prefix dropped: a letter glued to six digits
             // stands alone; short, it needs its keyword.
-            ("y@brico.fr", "", "Sur la facture F-000576 (commande 4500220105) vous facturez 18 gondoles.", vec!["ABB-F-000576"]),
-            ("y@brico.fr", "", "Votre F-000576 ne passe pas au rapprochement.", vec!["ABB-F-000576"]),
-            ("y@brico.fr", "", "le modèle F-576 est livré", vec![]),
-            ("y@brico.fr", "", "la facture F-576 compte 18 gondoles", vec!["ABB-F-000576"]),
+            ("y@brico.fr", "", "Sur la facture F-000576 (commande 4500220105) vous facturez 18 gondoles.", &["ABB-F-000576"]),
+            ("y@brico.fr", "", "Votre F-000576 ne passe pas au rapprochement.", &["ABB-F-000576"]),
+            ("y@brico.fr", "", "le modèle F-576 est livré", &[]),
+            ("y@brico.fr", "", "la facture F-576 compte 18 gondoles", &["ABB-F-000576"]),
             // A reply to our reminder of two that names both by their last group.
-            ("v@vcg.fr", "RE: Relance ABB-F-000548 et ABB-F-000553", "La 548 part au virement du 30 et la 553 au 15 décembre.", vec!["ABB-F-000548", "ABB-F-000553"]),
-            ("v@vcg.fr", "RE: Relance ABB-F-000548 et ABB-F-000553", "Pour la 548, elle passera dans notre campagne du 10 octobre.", vec!["ABB-F-000548"]),
-        ] {
-            let l = link(&msg(from, subject, body), &d, &[]);
-            assert_eq!(nums(&l), want, "{body}: {:?}", l.notes);
-        }
+            ("v@vcg.fr", "RE: Relance ABB-F-000548 et ABB-F-000553", "La 548 part au virement du 30 et la 553 au 15 décembre.", &["ABB-F-000548", "ABB-F-000553"]),
+            ("v@vcg.fr", "RE: Relance ABB-F-000548 et ABB-F-000553", "Pour la 548, elle passera dans notre campagne du 10 octobre.", &["ABB-F-000548"]),
+        ]);
         // The same reply through the thread of our reminder.
         let hit = ThreadHit { message_id: "r9@us".into(), client_id: Some("M2".into()), invoices: vec![InvoiceNumber::parse("ABB-F-000548").unwrap(), InvoiceNumber::parse("ABB-F-000553").unwrap()] };
         let mut m = msg("v@vcg.fr", "RE: Relance situations échues", "Pour la 548, elle passera dans notre campagne de règlement du 10 octobre.");
@@ -1794,22 +1802,19 @@ mod tests {
     fn a_number_that_glues_year_and_sequence_is_also_written_apart() {
         let invoices = vec![inv("FA260334", "S1", None, None, 99_000), inv("FA260345", "S1", None, None, 99_000), inv("FA260346", "S2", None, None, 99_000)];
         let d = Directory::new(vec![client("S1", &["resto.fr"]), client("S2", &["autre.fr"])], invoices, HashMap::new());
-        for (from, body, want) in [
-            ("chef@resto.fr", "Sur la facture FA 26 0345 vous nous comptez 40 sacs.", vec!["FA260345"]),
-            ("chef@resto.fr", "Lors de la livraison (facture FA26-0334), les cartons étaient abîmés.", vec!["FA260334"]),
-            ("chef@resto.fr", "je viens de recevoir la facture 334 de vendredi", vec!["FA260334"]),
+        check_in(&d, &[
+            ("chef@resto.fr", "", "Sur la facture FA 26 0345 vous nous comptez 40 sacs.", &["FA260345"]),
+            ("chef@resto.fr", "", "Lors de la livraison (facture FA26-0334), les cartons étaient abîmés.", &["FA260334"]),
+            ("chef@resto.fr", "", "je viens de recevoir la facture 334 de vendredi", &["FA260334"]),
             // The sequence alone needs the sender's client and an invoice word.
-            ("chef@resto.fr", "nous avons reçu 334 colis", vec![]),
-            ("x@unknown.org", "nous avons reçu 334 colis", vec![]),
+            ("chef@resto.fr", "", "nous avons reçu 334 colis", &[]),
+            ("x@unknown.org", "", "nous avons reçu 334 colis", &[]),
             // An unknown sender: the invoice word right before it, and 334
             // ends one invoice only.
-            ("x@unknown.org", "la facture 334 de vendredi", vec!["FA260334"]),
+            ("x@unknown.org", "", "la facture 334 de vendredi", &["FA260334"]),
             // Another client's sequence is not ours to take.
-            ("chef@resto.fr", "la facture 346 de vendredi", vec![]),
-        ] {
-            let l = link(&msg(from, "", body), &d, &[]);
-            assert_eq!(nums(&l), want, "{body}: {:?}", l.notes);
-        }
+            ("chef@resto.fr", "", "la facture 346 de vendredi", &[]),
+        ]);
     }
 
     #[test]
@@ -1822,16 +1827,13 @@ mod tests {
             inv("ARH-2026-0412", "S1", None, None, 99_000),
         ];
         let d = Directory::new(vec![client("S1", &["syndic.fr"]), client("S2", &["autre.fr"])], invoices, HashMap::new());
-        for (body, want) in [
-            ("vos factures du trimestre (ARH-2026-0407 à 0409) appliquent une révision de prix", vec!["ARH-2026-0407", "ARH-2026-0408", "ARH-2026-0409"]),
+        check_in(&d, &[
+            ("gestion@syndic.fr", "", "vos factures du trimestre (ARH-2026-0407 à 0409) appliquent une révision de prix", &["ARH-2026-0407", "ARH-2026-0408", "ARH-2026-0409"]),
             // Another client's number inside the range, and one the ledger does not hold (0411), are left out.
-            ("invoices ARH-2026-0408 to 0412", vec!["ARH-2026-0408", "ARH-2026-0409", "ARH-2026-0412"]),
+            ("gestion@syndic.fr", "", "invoices ARH-2026-0408 to 0412", &["ARH-2026-0408", "ARH-2026-0409", "ARH-2026-0412"]),
             // Not a range: a count after the number.
-            ("facture ARH-2026-0407 à 0409 euros près", vec!["ARH-2026-0407"]),
-        ] {
-            let l = link(&msg("gestion@syndic.fr", "", body), &d, &[]);
-            assert_eq!(nums(&l), want, "{body}: {:?}", l.notes);
-        }
+            ("gestion@syndic.fr", "", "facture ARH-2026-0407 à 0409 euros près", &["ARH-2026-0407"]),
+        ]);
     }
 
     #[test]
