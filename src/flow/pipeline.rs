@@ -387,7 +387,7 @@ impl Pipeline {
         let mut as_client = msg.clone();
         as_client.from = msg.to.first().cloned();
         let hits: Vec<_> = Store::thread_hits(tx, &Self::thread_ids(msg)).await?.into_iter().map(|h| h.0).collect();
-        let l = link::link(&as_client, &self.dir, &hits);
+        let l = link::link_ours(&as_client, &self.dir, &hits);
         let done = sqlx::query(
             "UPDATE messages SET state = 'processed', subject = $2, from_addr = $3, date_at = $4, client_id = $5, link_method = $6, \
              link_confidence = $7, disposition = 'sent', processed_at = $8 WHERE id = $1 AND state = 'accepted'",
