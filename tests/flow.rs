@@ -503,6 +503,14 @@ async fn eval_on_the_project_corpora() {
     // 0.865 (0.688 and 0.852 with rounds 1-7; links 1.000/0.978 and
     // 0.957/0.936, then fixed in link.rs); round 9 was written from
     // conseil's category misses (0.960 now) and changed none of the unread.
+    // Stop 21: interim, fromagerie, laboratoire, evenementiel and garage,
+    // written blind, first run with rounds 1-9: 0.840, 0.817, 0.572, 0.735
+    // and 0.682 (links 0.978/0.863, 1.000/0.978, 0.980/1.000, 1.000/0.917,
+    // 1.000/1.000; the misses of all but fromagerie fixed in link.rs).
+    // Round 10 was written from the category misses of laboratoire, garage
+    // and evenementiel (0.956, 0.946, 0.905 now); interim and fromagerie were
+    // not read: 0.840 and 0.833 with it, and it moved the unread grossiste
+    // 0.804 -> 0.831, plomberie 0.761 -> 0.780, securite 0.862 -> 0.880.
     let blind = root().join("tests/fixtures/blind");
     for (dir, min_f1) in [
         (mini(), 0.99),
@@ -512,32 +520,34 @@ async fn eval_on_the_project_corpora() {
         (holdout.join("transport"), 0.93),
         (fresh.join("traiteur"), 0.89),
         (fresh.join("proprete"), 0.83),
-        (blind.join("paysagiste"), 0.87),
+        (blind.join("paysagiste"), 0.89),
         (blind.join("informatique"), 0.93),
         (blind.join("electricite"), 0.92),
         (blind.join("location"), 0.86),
         (blind.join("emballage"), 0.90),
         (blind.join("formation"), 0.84),
-        (blind.join("plomberie"), 0.76),
-        (blind.join("grossiste"), 0.80),
+        (blind.join("plomberie"), 0.78),
+        (blind.join("grossiste"), 0.83),
         (blind.join("ingenierie"), 0.94),
         (blind.join("communication"), 0.95),
-        (blind.join("securite"), 0.86),
+        (blind.join("securite"), 0.88),
         (blind.join("conseil"), 0.95),
         (blind.join("menuiserie"), 0.86),
+        (blind.join("interim"), 0.83),
+        (blind.join("fromagerie"), 0.83),
+        (blind.join("laboratoire"), 0.95),
+        (blind.join("evenementiel"), 0.90),
+        (blind.join("garage"), 0.94),
     ] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));
         assert!(r.messages > 0);
         assert!(r.category_macro_f1 >= min_f1, "{}: macro-F1 {}", dir.display(), r.category_macro_f1);
-        // The product's link targets (precision 0.98, recall 0.97), except
-        // where a corpus shows a known miss below them, each a reply that
-        // takes every invoice of the message of ours it answers: plomberie
-        // 0024 (our invoice sending also names the paid deposit, 0.978) and
-        // grossiste 0029 (our reminder also names one "pas concernée",
-        // 0.9796); see their READMEs. Those floors guard against regressions;
-        // they do not move the target.
-        let min_precision = if dir.ends_with("blind/plomberie") || dir.ends_with("blind/grossiste") { 0.975 } else { 0.98 };
+        // The product's link targets (precision 0.98, recall 0.97) on every
+        // corpus. plomberie 0024 and grossiste 0029 were under them until our
+        // own message's set-aside invoices ("ayant déjà été réglé", "n'est
+        // pas concernée") stopped passing to the replies (`link::link_ours`).
+        let min_precision = 0.98;
         assert!(r.link_precision >= min_precision && r.link_recall >= 0.97, "{}: link {} {}", dir.display(), r.link_precision, r.link_recall);
         assert_eq!(r.non_business_cases, 0, "{}: a case was opened for non-business mail", dir.display());
     }

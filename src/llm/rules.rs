@@ -1405,6 +1405,31 @@ mod tests {
     }
 
     #[test]
+    fn round_10_families() {
+        // Written for this test, not taken from a corpus.
+        let c = RulesClassifier::embedded();
+        assert_categories(&c, &[
+            ("Facture 4410", "Votre technicien a fait 5 relevés, je ne peux pas valider 9. Je ne vise que 5 relevés.", Category::Quantity),
+            ("Facture de septembre", "Vous comptez trois réglages, seuls deux ont été faits : refaites-moi la facture avec deux réglages.", Category::Quantity),
+            ("Duplicata", "Nous n'avons aucune trace de cette facture dans notre outil. Pourriez-vous nous la renvoyer par mail ?", Category::InvoiceRequest),
+            ("Mesures du 4 mai", "Vos mesures n'ont pas été faites correctement ; nous demandons un nouveau passage à vos frais.", Category::NonConformity),
+            ("Location sono", "Pendant le concert les deux enceintes ne répondaient plus et il n'y avait aucun câble de rechange.", Category::NonConformity),
+            ("Facture acompte", "Je reçois la facture alors que je n'ai toujours pas reçu le matériel ; je paierai dès que la pose sera faite.", Category::ProjectDelay),
+            ("Votre relance", "Je passe jeudi au dépôt, je vous règle ça par chèque en même temps.", Category::PromiseToPay),
+            ("Facture 88", "On m'avait dit que le contrôle était offert si je faisais la réparation chez vous, et vous avez rajouté 90 € de contrôle.", Category::Price),
+            ("Votre facture", "La facture est encore une fois établie au nom de notre maison mère ; merci de la refaire au nom de la filiale.", Category::AdminError),
+            ("Facture en double", "J'ai reçu deux factures pour la même réparation, même date, même montant. J'ai réglé la première ; la deuxième est une erreur.", Category::AdminError),
+            ("Attention", "Nous avons reçu un mail suspect à votre nom nous demandant de payer sur un nouveau compte : votre domaine est peut-être usurpé.", Category::Other),
+        ]);
+        // Someone writing for a person who is away is not an auto-reply; thanks
+        // inside an absence message do not make it "other".
+        let m = msg("Vos factures", "Je vous écris de la part de M. Martin, actuellement en déplacement : les deux factures seront réglées par virement le 15 mars.");
+        assert_eq!(c.classify(&input(&m)).category, Category::PromiseToPay);
+        let m = msg("Re: Reminder", "Thank you for your email. I am out of the office with occasional access to email and will reply when I am back.");
+        assert_eq!(c.classify(&input(&m)).category, Category::OutOfOffice);
+    }
+
+    #[test]
     fn personal_mail_is_other() {
         let c = RulesClassifier::embedded();
         let m = msg("Samedi", "Salut ! On se retrouve samedi au parc avec les enfants ? Je ramène le gâteau, désolé pour le retard de ma réponse.");
