@@ -335,7 +335,7 @@ fn digit_count(toks: &[TextTok]) -> usize {
 
 /// Words that announce an invoice number.
 const INVOICE_WORDS: &[&str] = &[
-    "facture", "factures", "fact", "fac", "fct", "fa", "invoice", "invoices", "inv", "bill", "rechnung", "rechnungen",
+    "facture", "factures", "fact", "fac", "fct", "fa", "note", "notes", "honoraires", "invoice", "invoices", "inv", "bill", "rechnung", "rechnungen",
     "rechnungsnummer", "factura", "facturas", "fattura", "fatture", "factuur", "facturen",
 ];
 /// The verb "to invoice", which names the invoice in the sentence around a
@@ -355,7 +355,7 @@ const GENERIC_WORDS: &[&str] = &[
 ];
 /// Words skipped when looking back from a number to its keyword.
 const FILLER_WORDS: &[&str] = &[
-    "et", "and", "ou", "or", "puis", "plus", "concernee", "concernees", "suivante", "suivantes", "following", "below",
+    "et", "and", "ou", "or", "puis", "plus", "concernee", "concernees", "suivante", "suivantes", "following", "below", "d", "acompte", "solde",
     "ci", "dessous", "mentionnee", "mentionnees", "listed", "jointe", "jointes", "attached",
 ];
 /// Words for references that are not invoices.
@@ -787,6 +787,7 @@ fn context_ok(t: &Tokens, c: &Cand, covered: &[bool], src: Src, kind: RefKind, t
                 || (feminine_article_before(t, c) && ((digits >= 3 && (invoice_subject || invoice_word_in_sentence(t, c.start, &[accept, PAYMENT_WORDS], &reject, 1))) || total_written))
                 || (v == Verdict::Generic && invoice_word_in_sentence(t, c.start, &[accept], &reject, 1))
                 || (digits >= 3 && parenthesised(t, c) && invoice_word_in_sentence(t, c.start, &[accept], &reject, 0))
+                || (digits >= 3 && listed_in_parentheses(t, c, covered) && word_in_line(t, c.start, &[accept, PAYMENT_WORDS]))
                 || (digits >= 3 && v == Verdict::Nothing && listed_after_invoice_colon(t, c, covered, accept, &reject))
         }
         // Its 3 digits or more are checked where it is found (`scan`).
@@ -859,6 +860,13 @@ fn listed_after_invoice_colon(t: &Tokens, c: &Cand, covered: &[bool], accept: &[
             k = j;
             continue;
         }
+        // An item's label in parentheses ("0363 (DCE) et 0376 (ACT)") is
+        // skipped back to its opening bracket.
+        if sep.contains(')') && !sep.contains('(') {
+            let Some(open) = (k.saturating_sub(6)..k).rev().find(|&j| t.toks[j].sep.contains('(')) else { return false };
+            k = open;
+            continue;
+        }
         k -= 1;
         let tok = &t.toks[k];
         let item = if tok.is_digit() { covered[k] } else { tok.word().is_some_and(|w| is_in(FILLER_WORDS, w)) };
@@ -871,6 +879,39 @@ fn listed_after_invoice_colon(t: &Tokens, c: &Cand, covered: &[bool], accept: &[
 /// The candidate is written alone in parentheses: `(1031)`.
 fn parenthesised(t: &Tokens, c: &Cand) -> bool {
     t.toks[c.start].sep.trim_end().ends_with('(') && t.sep_after(c.end).trim_start().starts_with(')')
+}
+
+/// The candidate is one of two or more of the sender's numbers listed alone
+/// in parentheses: "pour juillet et août (716 et 731), je vous fais le
+/// virement".
+fn listed_in_parentheses(t: &Tokens, c: &Cand, covered: &[bool]) -> bool {
+    let item = |k: usize| (t.toks[k].is_digit() && covered[k] && t.toks[k].raw.len() >= 3) || t.toks[k].word().is_some_and(|w| is_in(FILLER_WORDS, w));
+    let plain = |sep: &str| sep.chars().all(|ch| ch == ' ' || ch == ',');
+    let mut numbers = 1;
+    let mut k = c.start;
+    while !t.toks[k].sep.trim_end().ends_with('(') {
+        if k == 0 || !plain(&t.toks[k].sep) || !item(k - 1) {
+            return false;
+        }
+        k -= 1;
+        numbers += usize::from(t.toks[k].is_digit());
+    }
+    let mut j = c.end;
+    while !t.sep_after(j).trim_start().starts_with(')') {
+        if j >= t.toks.len() || !plain(&t.toks[j].sep) || !item(j) {
+            return false;
+        }
+        numbers += usize::from(t.toks[j].is_digit());
+        j += 1;
+    }
+    numbers >= 2
+}
+
+/// One of the words of `lists` on the line of token `k`, before or after it.
+fn word_in_line(t: &Tokens, k: usize, lists: &[&[&str]]) -> bool {
+    let hit = |j: usize| t.toks[j].word().is_some_and(|w| lists.iter().any(|l| is_in(l, w)));
+    let before = (0..k).rev().take_while(|&j| !t.toks[j + 1].sep.contains('\n')).any(hit);
+    before || (k + 1..t.toks.len()).take_while(|&j| !t.toks[j].sep.contains('\n')).any(hit)
 }
 
 /// An invoice word among the 16 tokens before `start`, in the same sentence
@@ -1405,8 +1446,9 @@ pub fn link_ours(msg: &Message, dir: &Directory, thread: &[ThreadHit]) -> Link {
         .filter_map(|text| {
             let found = scan(text, Src::Body, RefKind::Invoice, dir, ix.as_ref(), l.client_id.as_deref(), &mut Vec::new());
             let last = found.into_iter().max_by_key(|f| f.at)?;
-            // Close before the phrase: "(facture X) ayant déjà été réglé".
-            let near = tokenize(text).toks.len() - last.at <= 16;
+            // Close before the phrase's end: "(facture X) ayant déjà été
+            // réglé", 20 words at most, the phrase's own included.
+            let near = tokenize(text).toks.len() - last.at <= 20;
             (near && last.ids.len() == 1).then(|| &dir.invoices[last.ids[0]].number)
         })
         .collect();
@@ -1430,6 +1472,8 @@ fn set_aside_in(text: &str) -> Vec<&str> {
             r"|\b(?:ayant|a|ont|avait|avaient)\s+(?:d[ée]j[àa]\s+|bien\s+)?[ée]t[ée]\s+(?:r[ée]gl[ée]e?s?|pay[ée]e?s?|sold[ée]e?s?|encaiss[ée]e?s?)\b",
             r"|\bd[ée]j[àa]\s+(?:r[ée]gl[ée]e?s?|pay[ée]e?s?|sold[ée]e?s?|encaiss[ée]e?s?)\b",
             r"|\b(?:has|have)\s+(?:already\s+)?been\s+(?:paid|settled)\b|\balready\s+(?:paid|settled)\b|\bnot\s+(?:concerned|affected)\b",
+            // A deposit or payment received: "l'acompte de 1 500 € (facture X) a bien été reçu".
+            r"|\b(?:acompte|r[eè]glement|paiement|virement|versement|deposit|payment)\b(?:[^.;!?\n]|\.\S){0,60}?\b(?:a|ont|ayant|has|have)\s+(?:bien\s+|d[ée]j[àa]\s+|already\s+)?(?:[ée]t[ée]|been)\s+(?:re[çc]ue?s?|encaiss[ée]e?s?|enregistr[ée]e?s?|received)\b",
         ))
         .expect("set-aside pattern")
     });
@@ -1439,7 +1483,8 @@ fn set_aside_in(text: &str) -> Vec<&str> {
     re.find_iter(text)
         .filter(|m| !text[..m.start()].split_whitespace().next_back().is_some_and(|w| ACTIVE.contains(&w.to_lowercase().as_str())))
         .map(|m| {
-            let head = &text[..m.start()];
+            // Up to the phrase's end: a payment phrase holds its invoice.
+            let head = &text[..m.end()];
             // The sentence starts after the last full stop, question or
             // exclamation mark followed by a space, or the last blank line.
             let start = [". ", ".\n", "! ", "? ", "\n\n"].iter().filter_map(|e| head.rfind(e).map(|p| p + e.len())).max().unwrap_or(0);
@@ -1701,6 +1746,8 @@ mod tests {
         assert_eq!(nums(&l), ["FA-2026-00124"], "{:?}", l.notes);
         let l = ours("Restent dues : FA-2026-00123 et FA-2026-00124.\n(La facture FA-2025-00934 est en attente de l'avoir, elle n'est pas concernée.)");
         assert_eq!(nums(&l), ["FA-2026-00123", "FA-2026-00124"], "{:?}", l.notes);
+        let l = ours("Veuillez trouver ci-joint la facture FA.2026.00124 du solde. L'acompte de 1 500,00 € (facture FA.2026.00123) a bien été reçu.");
+        assert_eq!(nums(&l), ["FA-2026-00124"], "{:?}", l.notes);
         let l = ours("Invoices FA-2026-00123 and FA-2026-00124 are overdue; FA-2026-00023 has already been paid, thank you.");
         assert_eq!(nums(&l), ["FA-2026-00123", "FA-2026-00124"], "{:?}", l.notes);
         // Not set aside: an active "vous avez déjà réglé" (its invoice comes
@@ -1986,6 +2033,14 @@ mod tests {
             // A list of one item a line after "les factures suivantes :".
             ("c@metal.fr", "Duplicatas", "Pourriez-vous nous renvoyer les factures suivantes :\n\n- 0650\n- 0661\n- 0669\n\nMerci", &["FRI-2026-0650", "FRI-2026-0661"]),
             ("c@metal.fr", "Duplicatas", "Nos codes postaux :\n- 0650\n- 0661", &[]),
+            ("c@metal.fr", "Comptable", "il lui manque deux de vos factures : 0650 (DCE) et 0661 (ACT). Pourriez-vous me les renvoyer ?", &["FRI-2026-0650", "FRI-2026-0661"]),
+            // Two of the sender's numbers alone in parentheses, a payment word on the line.
+            ("c@metal.fr", "Garde-meubles", "Pour juillet et août (0650 et 0661), je vous fais le virement le 10.", &["FRI-2026-0650", "FRI-2026-0661"]),
+            ("c@metal.fr", "Garde-meubles", "Pour juillet et août (0650 et 0661), on en reparle.", &[]),
+            ("c@metal.fr", "Garde-meubles", "Pour juillet (0650), je vous fais le virement le 10.", &[]),
+            // "note d'honoraires", "facture d'acompte 659".
+            ("s@giraud.fr", "Amandiers", "Je viens de voir passer votre note n°640 pour la phase DCE.", &["FRI-2026-0640"]),
+            ("s@giraud.fr", "Congrès reporté", "Je reçois votre facture d'acompte 659 (30 %).", &["FRI-2026-0659"]),
             // Each item with its label after the number.
             ("c@metal.fr", "Duplicatas", "Merci de nous renvoyer les factures suivantes :\n- 0650 (OS 26/022 - Les Tamaris)\n- 0661 (OS 26/027 - Les Tamaris)\n- 0669, que nous pensons avoir reçue en mai", &["FRI-2026-0650", "FRI-2026-0661"]),
             ("c@metal.fr", "Duplicatas", "Merci de nous renvoyer les factures suivantes :\n- la copie de 0650\n- 0661", &[]),
