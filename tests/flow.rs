@@ -511,6 +511,14 @@ async fn eval_on_the_project_corpora() {
     // and evenementiel (0.956, 0.946, 0.905 now); interim and fromagerie were
     // not read: 0.840 and 0.833 with it, and it moved the unread grossiste
     // 0.804 -> 0.831, plomberie 0.761 -> 0.780, securite 0.862 -> 0.880.
+    // terrassement, traduction, demenagement, voyages and architecte, written
+    // blind meanwhile, first run with rounds 1-10: 0.862, 0.809, 0.828, 0.714
+    // and 0.722 (0.841, 0.779, 0.828, 0.714, 0.702 with rounds 1-9); their
+    // link misses fixed in link.rs. Round 11 was written from the category
+    // misses of voyages, architecte and traduction (0.878, 0.920, 0.978 now);
+    // the unread terrassement 0.862, demenagement 0.848, interim 0.840,
+    // fromagerie 0.848, grossiste 0.852, plomberie 0.780, securite 0.895,
+    // menuiserie 0.878.
     let blind = root().join("tests/fixtures/blind");
     for (dir, min_f1) in [
         (mini(), 0.99),
@@ -522,22 +530,27 @@ async fn eval_on_the_project_corpora() {
         (fresh.join("proprete"), 0.83),
         (blind.join("paysagiste"), 0.89),
         (blind.join("informatique"), 0.93),
-        (blind.join("electricite"), 0.92),
-        (blind.join("location"), 0.86),
+        (blind.join("electricite"), 0.94),
+        (blind.join("location"), 0.87),
         (blind.join("emballage"), 0.90),
-        (blind.join("formation"), 0.84),
+        (blind.join("formation"), 0.85),
         (blind.join("plomberie"), 0.78),
-        (blind.join("grossiste"), 0.83),
+        (blind.join("grossiste"), 0.85),
         (blind.join("ingenierie"), 0.94),
         (blind.join("communication"), 0.95),
-        (blind.join("securite"), 0.88),
+        (blind.join("securite"), 0.89),
         (blind.join("conseil"), 0.95),
-        (blind.join("menuiserie"), 0.86),
+        (blind.join("menuiserie"), 0.87),
         (blind.join("interim"), 0.83),
-        (blind.join("fromagerie"), 0.83),
+        (blind.join("fromagerie"), 0.84),
         (blind.join("laboratoire"), 0.95),
-        (blind.join("evenementiel"), 0.90),
+        (blind.join("evenementiel"), 0.93),
         (blind.join("garage"), 0.94),
+        (blind.join("terrassement"), 0.86),
+        (blind.join("traduction"), 0.97),
+        (blind.join("demenagement"), 0.84),
+        (blind.join("voyages"), 0.87),
+        (blind.join("architecte"), 0.91),
     ] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));

@@ -1430,6 +1430,24 @@ mod tests {
     }
 
     #[test]
+    fn round_11_families() {
+        // Written for this test, not taken from a corpus.
+        let c = RulesClassifier::embedded();
+        assert_categories(&c, &[
+            ("Facture catalogue", "Nous n'avons reçu que deux chapitres ; les chapitres restants devaient nous parvenir fin mai. Merci de nous donner une date ferme de livraison pour les parties restantes.", Category::ProjectDelay),
+            ("Facture voyage", "Le voyage ne se tient plus en avril : il est reporté à l'automne et rien n'est fixé. Merci de la réémettre à la bonne date.", Category::ProjectDelay),
+            ("Facture 3310", "Les deux vitrines ont été retirées du devis en juin ; elles figurent pourtant sur la facture.", Category::Quantity),
+            ("Facture 77", "On avait dit 2 500 € tout compris avec votre associé, je paie ce qui était dit.", Category::Price),
+            ("Soirée du 3", "La sonorisation a cessé de fonctionner pendant une heure et les boissons commandées n'ont pas été servies.", Category::NonConformity),
+            ("Vos plans", "Vos plans sont faux : je ne vais pas payer un travail qu'il faut refaire.", Category::NonConformity),
+            ("Remboursement mutuelle", "Ma mutuelle demande une facture acquittée : pouvez-vous me l'envoyer ? Je l'ai payée en mars.", Category::InvoiceRequest),
+            ("Votre relance", "Les deux règlements seront présentés au conseil du 12 mai, les virements partent dans la foulée.", Category::PromiseToPay),
+            ("Document partagé", "Vous avez reçu un document sécurisé : vérifiez votre identité avec le mot de passe de votre messagerie. Ce lien expire dans 24 heures.", Category::Other),
+            ("Une idée pour vous", "Auriez-vous 15 minutes mardi pour une démo ? Nos clients gagnent deux heures par jour. Si vous ne souhaitez plus recevoir nos messages, répondez STOP.", Category::Other),
+        ]);
+    }
+
+    #[test]
     fn personal_mail_is_other() {
         let c = RulesClassifier::embedded();
         let m = msg("Samedi", "Salut ! On se retrouve samedi au parc avec les enfants ? Je ramène le gâteau, désolé pour le retard de ma réponse.");
