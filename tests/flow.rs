@@ -518,14 +518,17 @@ async fn eval_on_the_project_corpora() {
     // misses of voyages, architecte and traduction (0.878, 0.920, 0.978 now);
     // the unread terrassement 0.862, demenagement 0.848, interim 0.840,
     // fromagerie 0.848, grossiste 0.852, plomberie 0.780, securite 0.895,
-    // menuiserie 0.878.
+    // menuiserie 0.878. Then "retard" alone weighs 1.5 instead of 2.5 (the
+    // client's own late payment as often as our late work) and quotation
+    // marks no longer split a phrase: fromagerie 0.866, grossiste 0.871,
+    // plomberie 0.805, menuiserie 0.896, transport 0.949, ingenierie 0.964.
     let blind = root().join("tests/fixtures/blind");
     for (dir, min_f1) in [
         (mini(), 0.99),
         (root().join("demo"), 0.90),
         (holdout.join("imprimerie"), 0.98),
         (holdout.join("logiciel"), 0.93),
-        (holdout.join("transport"), 0.93),
+        (holdout.join("transport"), 0.94),
         (fresh.join("traiteur"), 0.89),
         (fresh.join("proprete"), 0.83),
         (blind.join("paysagiste"), 0.89),
@@ -534,15 +537,15 @@ async fn eval_on_the_project_corpora() {
         (blind.join("location"), 0.87),
         (blind.join("emballage"), 0.90),
         (blind.join("formation"), 0.85),
-        (blind.join("plomberie"), 0.78),
-        (blind.join("grossiste"), 0.85),
-        (blind.join("ingenierie"), 0.94),
+        (blind.join("plomberie"), 0.80),
+        (blind.join("grossiste"), 0.87),
+        (blind.join("ingenierie"), 0.96),
         (blind.join("communication"), 0.95),
         (blind.join("securite"), 0.89),
         (blind.join("conseil"), 0.95),
-        (blind.join("menuiserie"), 0.87),
+        (blind.join("menuiserie"), 0.89),
         (blind.join("interim"), 0.83),
-        (blind.join("fromagerie"), 0.84),
+        (blind.join("fromagerie"), 0.86),
         (blind.join("laboratoire"), 0.95),
         (blind.join("evenementiel"), 0.93),
         (blind.join("garage"), 0.94),

@@ -893,7 +893,7 @@ impl Prefilter {
 
 // ---------------------------------------------------------------- text helpers
 
-/// Lowercase, accents folded, apostrophes and quotes unified, whitespace collapsed.
+/// Lowercase, accents folded, apostrophes unified, quotation marks dropped, whitespace collapsed.
 pub fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = true;
@@ -912,7 +912,9 @@ pub fn normalize(text: &str) -> String {
                 'æ' => "ae",
                 'ß' => "ss",
                 '’' | '‘' | '´' | '`' | 'ʼ' | '′' => "'",
-                '«' | '»' | '“' | '”' | '„' => "\"",
+                // Quotation marks are dropped: "était dû « à la validation »"
+                // reads as the words it quotes (stop 21).
+                '«' | '»' | '“' | '”' | '„' | '"' => " ",
                 '–' | '—' | '‑' | '‐' => "-",
                 'º' => "°",
                 '\u{301}' | '\u{300}' | '\u{302}' | '\u{308}' | '\u{327}' => "",
@@ -1253,7 +1255,7 @@ mod tests {
 
     #[test]
     fn normalisation_folds_accents_quotes_and_spaces() {
-        assert_eq!(normalize("  Réglée\u{a0}l’ÉCHÉANCE  «ok»\n\nŒuvre "), "reglee l'echeance \"ok\" oeuvre");
+        assert_eq!(normalize("  Réglée\u{a0}l’ÉCHÉANCE  «ok» \"dû « à la »\"\n\nŒuvre "), "reglee l'echeance ok du a la oeuvre");
     }
 
     #[test]
@@ -1444,6 +1446,21 @@ mod tests {
             ("Votre relance", "Les deux règlements seront présentés au conseil du 12 mai, les virements partent dans la foulée.", Category::PromiseToPay),
             ("Document partagé", "Vous avez reçu un document sécurisé : vérifiez votre identité avec le mot de passe de votre messagerie. Ce lien expire dans 24 heures.", Category::Other),
             ("Une idée pour vous", "Auriez-vous 15 minutes mardi pour une démo ? Nos clients gagnent deux heures par jour. Si vous ne souhaitez plus recevoir nos messages, répondez STOP.", Category::Other),
+        ]);
+    }
+
+    #[test]
+    fn late_payment_is_not_late_work_and_quotes_do_not_split_phrases() {
+        // Written for this test, not taken from a corpus.
+        let c = RulesClassifier::embedded();
+        assert_categories(&c, &[
+            // The client's own lateness, told with "jours de retard".
+            ("Facture 0412", "La facture 0412 sera réglée avec quelques jours de retard sur son échéance. Vous serez réglés sous quinzaine par virement.", Category::PromiseToPay),
+            // "retard" alone weighs less than a phrase of late work: here it is
+            // the consequence of the defects the client reports.
+            ("Facture 88", "Les deux portes livrées sont rayées et une vitre est fendue, cela nous met en retard sur le chantier.", Category::NonConformity),
+            // A phrase read across the quotation marks of a quoted contract clause.
+            ("Acompte 2", "D'après le contrat, cet acompte était dû « à la validation des maquettes » et nous n'avons pas les maquettes.", Category::ProjectDelay),
         ]);
     }
 
