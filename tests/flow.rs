@@ -522,6 +522,11 @@ async fn eval_on_the_project_corpora() {
     // client's own late payment as often as our late work) and quotation
     // marks no longer split a phrase: fromagerie 0.866, grossiste 0.871,
     // plomberie 0.805, menuiserie 0.896, transport 0.949, ingenierie 0.964.
+    // signaletique, ascenseurs, agricole and expertcomptable, written blind
+    // meanwhile, first run with all of that: 0.803, 0.830, 0.898 and 0.673
+    // (0.801, 0.812, 0.864, 0.639 with rounds 1-9), links 1.000/1.000 on all
+    // four. Round 12 was written from expertcomptable's category misses
+    // (0.940 now); the three others were not read: 0.821, 0.844, 0.898.
     let blind = root().join("tests/fixtures/blind");
     for (dir, min_f1) in [
         (mini(), 0.99),
@@ -554,6 +559,10 @@ async fn eval_on_the_project_corpora() {
         (blind.join("demenagement"), 0.84),
         (blind.join("voyages"), 0.87),
         (blind.join("architecte"), 0.91),
+        (blind.join("signaletique"), 0.82),
+        (blind.join("ascenseurs"), 0.84),
+        (blind.join("agricole"), 0.89),
+        (blind.join("expertcomptable"), 0.93),
     ] {
         let r = eval::run(&dir, &Desk::sqlite().await.cfg).await.unwrap();
         println!("{}", eval::render(&r));

@@ -1450,6 +1450,19 @@ mod tests {
     }
 
     #[test]
+    fn round_12_families() {
+        // Written for this test, not taken from a corpus.
+        let c = RulesClassifier::embedded();
+        assert_categories(&c, &[
+            ("Bilan 2025", "Le bilan que vous avez établi comportait une erreur qui vient du cabinet : nous demandons qu'il soit corrigé sans frais.", Category::NonConformity),
+            ("Note d'honoraires 88", "Vous m'aviez annoncé un travail au forfait autour de 400 € HT ; il n'a jamais été question d'une facturation au temps passé.", Category::Price),
+            ("Facture 12", "Vous comptez 10 heures ; en reprenant mon agenda j'arrive à 4 heures. Merci de m'envoyer le détail des temps passés.", Category::Quantity),
+            ("Solde", "Le solde devait être facturé à la signature de l'acte ; je la réglerai quand la vente sera signée.", Category::ProjectDelay),
+            ("[REJET] Facture 4410", "Notification de rejet de facture. Motif du rejet : commande clôturée. Merci de nous retransmettre la facture avec la commande en cours.", Category::AdminError),
+        ]);
+    }
+
+    #[test]
     fn late_payment_is_not_late_work_and_quotes_do_not_split_phrases() {
         // Written for this test, not taken from a corpus.
         let c = RulesClassifier::embedded();
