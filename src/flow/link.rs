@@ -964,7 +964,7 @@ fn scan(text: &str, src: Src, kind: RefKind, dir: &Directory, ix: &Index, sender
 }
 
 /// [`scan`], told whether the subject is about an invoice or a payment
-/// (`invoice_subject`: "facture", "virement", with no number of its own):
+/// (`invoice_subject`: "facture", "virement", "Re: Facture FA-12"):
 /// then "la 640" in the body, the article of an elided "la facture", is
 /// one of the sender's invoices even with no invoice word in its sentence.
 #[allow(clippy::too_many_arguments)]
