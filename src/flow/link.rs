@@ -780,7 +780,7 @@ fn context_ok(t: &Tokens, c: &Cand, covered: &[bool], src: Src, kind: RefKind, t
         // A list opened by a colon after an invoice word ("les trois
         // factures en retard : 103, 119 et 137", or one item a line) takes
         // that word. "la 640" also takes it from a subject that says
-        // "facture" or "virement" and no number.
+        // "facture" or "virement".
         (_, Tier::Short) => {
             let digits = digit_count(&t.toks[c.start..c.end]);
             v == Verdict::Accept

@@ -1463,6 +1463,16 @@ mod tests {
     }
 
     #[test]
+    fn the_bare_delay_word_is_excused_as_the_delay_phrases_are() {
+        // delay.fr.retard_word was split off delay.fr.retard: a late payment
+        // must excuse both alike.
+        let policy: toml::Value = toml::from_str(include_str!("../../policies/classifier.toml")).unwrap();
+        let unless = |id: &str| policy["rule"].as_array().unwrap().iter().find(|r| r["id"].as_str() == Some(id)).and_then(|r| r.get("unless")).cloned();
+        assert!(unless("delay.fr.retard").is_some());
+        assert_eq!(unless("delay.fr.retard"), unless("delay.fr.retard_word"));
+    }
+
+    #[test]
     fn late_payment_is_not_late_work_and_quotes_do_not_split_phrases() {
         // Written for this test, not taken from a corpus.
         let c = RulesClassifier::embedded();
